@@ -1,0 +1,84 @@
+"""Brings a graph up as one process per node, the way `ros2 launch` would, without ros2 launch.
+
+Same nodes (robot_rl.graph), same parameter file, same code; each node's output goes to
+<run_dir>/logs/<node>.log. Stopping is SIGTERM (nodes own their shutdown), then SIGKILL after a
+grace period.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from robot_rl.graph import NodeSpec
+
+
+def ros_arg(value) -> str:
+    """A Python value as a `-p name:=value` literal (YAML syntax, as rcl parses it)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"' if value == "" or value.strip() != value else value
+    return str(value)
+
+
+class Graph:
+    def __init__(self, nodes: list[NodeSpec], params_file: str, overrides: dict, run_dir: Path, env: dict | None = None):
+        self.nodes = nodes
+        self.params_file = params_file
+        self.overrides = overrides
+        self.run_dir = Path(run_dir)
+        self.env = dict(os.environ, **(env or {}))
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: dict[str, object] = {}
+
+    def command(self, spec: NodeSpec) -> list[str]:
+        cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}",
+               "--params-file", self.params_file]
+        for k, v in self.overrides.items():
+            cmd += ["-p", f"{k}:={ros_arg(v)}"]
+        return cmd
+
+    def start(self) -> None:
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        for spec in self.nodes:
+            log = open(self.run_dir / "logs" / f"{spec.name}.log", "w")
+            self._logs[spec.name] = log
+            self.procs[spec.name] = subprocess.Popen(
+                self.command(spec), stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                # SIGINT is ours to forward: a Ctrl-C in the terminal reaches us only.
+                start_new_session=True,
+            )
+
+    def dead(self) -> dict[str, int]:
+        """Nodes that exited, with their exit codes."""
+        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+
+    def stop(self, names=None, grace_s: float = 20.0) -> dict[str, int]:
+        names = list(names or self.procs)
+        for n in names:
+            p = self.procs[n]
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for n in names:
+            p = self.procs[n]
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return {n: self.procs[n].returncode for n in names}
+
+    def close(self) -> None:
+        self.stop()
+        for log in self._logs.values():
+            log.close()
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.run_dir / "logs" / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""

@@ -1,0 +1,132 @@
+"""`robot-rl ...`: bring up the sim graph, record demos, inspect stores.
+
+    robot-rl sim --task pick_cube --steps 2000      the whole graph over ROS 2, twin as robot
+    robot-rl record --task pick_cube -n 20 OUT      scripted-expert demos into a zarr store
+    robot-rl data info|ls STORE                     what a store holds
+    robot-rl data export STORE EPISODE OUT_DIR      mp4 per camera + action/proprio plot
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def _progress_line(st: dict, budget: int) -> str:
+    a, l = st.get("actor", {}), st.get("learner", {})
+    steps = int(a.get("steps", 0))
+    return (f"steps {steps}/{budget or '-'}  episodes {a.get('episodes', 0)}  "
+            f"success {float(a.get('success_rate', 0)):.0%}  interventions {float(a.get('intervention_rate', 0)):.0%}  "
+            f"policy v{a.get('policy_version', -1)}  updates {l.get('updates', 0)} ({l.get('updates_per_s', 0)}/s)")
+
+
+def cmd_sim(args) -> int:
+    from robot_rl.bringup import Graph
+    from robot_rl.graph import graph
+
+    nodes, default_params = graph("sim")
+    params = str(Path(args.params).resolve()) if args.params else default_params
+    run_dir = Path(args.run_dir or f"runs/{args.task}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = {"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "max_steps": args.steps}
+    if args.cameras is not None:
+        overrides["policy_cameras"] = args.cameras
+    if args.kind:
+        overrides["kind"] = args.kind
+    if args.demos:
+        overrides["demos"] = str(Path(args.demos).resolve())
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
+    g = Graph(nodes, params, overrides, run_dir, env)
+    os.environ.update(env)
+    from robot_rl.nodes.monitor import Monitor
+
+    stop = {"signal": None}
+    signal.signal(signal.SIGINT, lambda s, f: stop.update(signal=s))
+    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    print(f"robot-rl sim: {args.task}, seed {args.seed}, budget {args.steps or 'none'} steps -> {run_dir}")
+    print(f"  nodes: {', '.join(n.name for n in nodes)}; params {params}; logs in {run_dir / 'logs'}")
+    mon = Monitor()
+    g.start()
+    code, reason = 0, "stopped"
+    last_print, finished_at = 0.0, None
+    interactive = sys.stdout.isatty()
+    try:
+        while True:
+            mon.spin(0.2)
+            dead = g.dead()
+            if dead:
+                code, reason = 1, f"node(s) exited early: {dead}"
+                break
+            if stop["signal"] is not None:
+                reason = "interrupted"
+                break
+            a, l = mon.status.get("actor", {}), mon.status.get("learner", {})
+            if time.monotonic() - last_print > (0.5 if interactive else 10.0) and a:
+                line = _progress_line(mon.status, args.steps)
+                print(("\r" + line) if interactive else line, end="" if interactive else "\n", flush=True)
+                last_print = time.monotonic()
+            if a.get("finished") == "True":
+                finished_at = finished_at or time.monotonic()
+                # Every logged step must reach the learner before the graph goes down.
+                if int(l.get("ingested", -1)) >= int(a.get("steps", 0)) or time.monotonic() - finished_at > 30:
+                    reason = "step budget spent"
+                    break
+    finally:
+        if interactive:
+            print()
+        g.stop([n for n in g.procs if n != "learner"])
+        g.stop(["learner"])
+        g.close()
+        mon.close()
+    if code:
+        print(f"robot-rl sim: {reason}")
+        for name, rc in g.dead().items():
+            if rc:
+                print(f"--- {name} (exit {rc}), last lines of its log:\n{g.log_tail(name)}")
+        return code
+    summary = _summarise(run_dir)
+    print(f"robot-rl sim: {reason}. " + summary)
+    return 0
+
+
+def _summarise(run_dir: Path) -> str:
+    out = []
+    actor = run_dir / "actor_summary.json"
+    learner = run_dir / "learner_summary.json"
+    if actor.exists():
+        a = json.loads(actor.read_text())
+        out.append(f"{a['steps_logged']} steps in {a['episodes']} episodes, {a['successes']} successes, "
+                   f"{a['interventions']} intervened steps, policy versions {a['versions_used']}")
+    if learner.exists():
+        l = json.loads(learner.read_text())
+        out.append(f"learner ingested {len(l['received'])} steps, {l['updates']} updates, "
+                   f"published {len(l['versions_published'])} policies")
+    out.append(f"store: {run_dir / 'store.zarr'}")
+    return "; ".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="robot-rl", description="robot_rl: real-robot learning over ROS 2")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("sim", help="the whole graph (twin, teleop, actor, learner) over ROS 2")
+    s.add_argument("--task", default="pick_cube")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=2000, help="step budget (0 = until Ctrl-C)")
+    s.add_argument("--run-dir", default=None)
+    s.add_argument("--params", default=None, help="parameter YAML (default: config/sim.yaml)")
+    s.add_argument("--kind", default=None, help="learner: sac | flow | bc")
+    s.add_argument("--cameras", default=None, help='policy cameras, e.g. "front,wrist" ("" = state)')
+    s.add_argument("--demos", default=None, help="zarr store of demos for the demo side of replay")
+    s.set_defaults(func=cmd_sim)
+    args = p.parse_args(argv)
+    random.seed(args.seed if hasattr(args, "seed") else 0)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

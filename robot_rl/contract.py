@@ -1,0 +1,114 @@
+"""The one place where topic names, message types, QoS profiles and frame ids are spelled.
+
+The real robot's drivers and the twin node publish and subscribe exactly these, so nothing
+downstream knows which one it talks to. Names are relative (no leading slash) so a namespace
+can put two cells on one ROS domain.
+
+Sensor side (robot drivers or the twin):
+  joint_states                      sensor_msgs/JointState   arm joints + gripper joints
+  ee_pose                           geometry_msgs/PoseStamped  end effector in the base frame
+  object_poses                      geometry_msgs/PoseArray  tracked objects (tracker or twin),
+                                                             in the task's order
+  camera/<name>/image_raw           sensor_msgs/Image (rgb8)
+  camera/<name>/camera_info         sensor_msgs/CameraInfo
+  task/status                       diagnostic_msgs/DiagnosticArray  reward, terminated,
+                                    truncated, success, episode, step (twin's success check,
+                                    a reward classifier, or the operator's keys)
+Command side (only the actor publishes these; everything passes the safety filter first):
+  command/twist                     geometry_msgs/TwistStamped  (MoveIt Servo style, base frame)
+  command/gripper                   sensor_msgs/JointState  name ["gripper"], position [opening
+                                    fraction 0 = closed .. 1 = open]
+Teleop (a person, or the scripted human in sim):
+  teleop/twist, teleop/gripper      same types as the commands, stamped with the observation
+                                    they answer
+  teleop/engaged                    std_msgs/Bool   true while the human has taken over
+  teleop/event                      std_msgs/String  success | failure | reset | ...
+Learning:
+  learner/transitions               std_msgs/UInt8MultiArray  codec payload, kind TRANSITIONS
+  learner/policy                    std_msgs/UInt8MultiArray  codec payload, kind POLICY,
+                                    transient_local so a late actor gets the newest policy
+  /diagnostics                      diagnostic_msgs/DiagnosticArray  actor/learner/twin status
+  /clock                            rosgraph_msgs/Clock  published by the twin in sim
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, String, UInt8MultiArray
+
+from robot_rl.names import (  # noqa: F401  re-exported: the ROS-free spellings live there
+    BASE_FRAME,
+    EE_FRAME,
+    GRIPPER_JOINT,
+    camera_frame,
+    camera_info_topic,
+    camera_topic,
+)
+
+JOINT_STATES = "joint_states"
+EE_POSE = "ee_pose"
+OBJECT_POSES = "object_poses"
+TASK_STATUS = "task/status"
+COMMAND_TWIST = "command/twist"
+COMMAND_GRIPPER = "command/gripper"
+TELEOP_TWIST = "teleop/twist"
+TELEOP_GRIPPER = "teleop/gripper"
+TELEOP_ENGAGED = "teleop/engaged"
+TELEOP_EVENT = "teleop/event"
+TRANSITIONS = "learner/transitions"
+POLICY = "learner/policy"
+DIAGNOSTICS = "/diagnostics"
+CLOCK = "/clock"
+
+@dataclass(frozen=True)
+class Qos:
+    """A QoS profile as plain data; nodes/ros.py turns it into an rclpy QoSProfile."""
+
+    depth: int
+    reliable: bool = True
+    transient_local: bool = False
+
+
+# Observations must not be dropped in sim (lock-step); a real camera driver that publishes
+# best-effort is matched by setting the actor's `sensor_reliability` parameter to best_effort.
+SENSOR_QOS = Qos(depth=10)
+SENSOR_QOS_BEST_EFFORT = Qos(depth=10, reliable=False)
+COMMAND_QOS = Qos(depth=10)
+# A deep reliable queue: a slow learner costs learning time, never transitions (and the
+# actor's zarr store holds everything anyway).
+TRANSITIONS_QOS = Qos(depth=5000)
+# Latched: a late actor gets the newest policy, a late subscriber the current engaged state.
+POLICY_QOS = Qos(depth=1, transient_local=True)
+STATE_QOS = Qos(depth=1, transient_local=True)
+EVENT_QOS = Qos(depth=50)
+DIAGNOSTICS_QOS = Qos(depth=20)
+CLOCK_QOS = Qos(depth=1)
+
+TYPES = {
+    JOINT_STATES: JointState,
+    EE_POSE: PoseStamped,
+    OBJECT_POSES: PoseArray,
+    TASK_STATUS: DiagnosticArray,
+    COMMAND_TWIST: TwistStamped,
+    COMMAND_GRIPPER: JointState,
+    TELEOP_TWIST: TwistStamped,
+    TELEOP_GRIPPER: JointState,
+    TELEOP_ENGAGED: Bool,
+    TELEOP_EVENT: String,
+    TRANSITIONS: UInt8MultiArray,
+    POLICY: UInt8MultiArray,
+    DIAGNOSTICS: DiagnosticArray,
+    CLOCK: Clock,
+}
+IMAGE_TYPE = Image
+CAMERA_INFO_TYPE = CameraInfo
+
+
+def sensor_qos(reliability: str = "reliable") -> Qos:
+    if reliability not in ("reliable", "best_effort"):
+        raise ValueError(f"sensor_reliability must be reliable or best_effort, not {reliability!r}")
+    return SENSOR_QOS if reliability == "reliable" else SENSOR_QOS_BEST_EFFORT

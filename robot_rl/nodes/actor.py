@@ -1,0 +1,285 @@
+"""Actor node: owns the control loop. Each tick: newest observation (stale -> hold), the ONNX
+policy's action or the human's while the teleop is engaged, the safety filter, publish, and log
+the step to the local zarr store before it goes to the learner.
+
+Triggers: `timer` (robot: rate_hz on the node clock) or `observation` (sim: one tick per complete
+observation, in lock-step with the twin, so sim time runs as fast as compute allows).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+
+from robot_rl import codec, contract as C
+from robot_rl.control.episode_log import EpisodeLog
+from robot_rl.control.policy_runner import ChunkQueue, OnnxPolicy, PolicyError
+from robot_rl.data.store import EpisodeStore
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
+from robot_rl.safety import SafetyConfig, SafetyFilter
+from robot_rl.spec import ActionSpec
+
+
+class ActorNode(Node):
+    def __init__(self):
+        super().__init__("actor", **make_node_options())
+        self.task = param(self, "task", "pick_cube")
+        self.run_dir = Path(param(self, "run_dir", "runs/sim"))
+        self.cameras = csv_list(param(self, "policy_cameras", ""))
+        self.action_spec = ActionSpec(**params_under(self, "action"))
+        safety_cfg = SafetyConfig.from_dict(params_under(self, "safety"))
+        self.safety = SafetyFilter(safety_cfg)
+        self.rate_hz = param(self, "rate_hz", 10.0)
+        self.trigger = param(self, "trigger", "timer")
+        if self.trigger not in ("timer", "observation"):
+            raise ValueError(f"actor.trigger must be timer or observation, not {self.trigger!r}")
+        self.teleop_wait_s = param(self, "teleop_wait_s", 0.5)
+        self.max_steps = int(param(self, "max_steps", 0))
+        self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))
+        self.state_based = not self.cameras
+
+        self.latest: dict = {}  # topic -> newest message
+        self.last_tick_key = -1
+        self.waiting_since: float | None = None
+        self.policy: OnnxPolicy | None = None
+        self.versions_used: set[int] = set()
+        self.chunks = ChunkQueue()
+        self.engaged = False
+        self.holds = 0
+        self.hold_reasons: dict[str, int] = {}
+        self.ticks = 0
+        self.finished = False
+        self.recent = deque(maxlen=20)  # (success, intervened) of the last episodes
+        self.log: EpisodeLog | None = None
+        self.store = None
+
+        sq = qos(C.sensor_qos(param(self, "sensor_reliability", "reliable")))
+        required = [C.JOINT_STATES, C.EE_POSE, C.TASK_STATUS]
+        if self.state_based:
+            required.append(C.OBJECT_POSES)
+        required += [C.camera_topic(c) for c in self.cameras]
+        self.required = required
+        for topic in required:
+            msg_type = C.IMAGE_TYPE if topic.startswith("camera/") else C.TYPES[topic]
+            self.create_subscription(msg_type, topic, lambda m, t=topic: self._on_sensor(t, m), sq)
+        # engaged before twist/gripper: when both are ready in one executor pass, the flag the
+        # teleop published first is also handled first.
+        self.create_subscription(C.TYPES[C.TELEOP_ENGAGED], C.TELEOP_ENGAGED, self._on_engaged, qos(C.STATE_QOS))
+        self.create_subscription(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, lambda m: self._on_teleop(C.TELEOP_GRIPPER, m), qos(C.COMMAND_QOS))
+        self.create_subscription(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, lambda m: self._on_teleop(C.TELEOP_TWIST, m), qos(C.COMMAND_QOS))
+        self.create_subscription(C.TYPES[C.POLICY], C.POLICY, self._on_policy, qos(C.POLICY_QOS))
+        self.pub_twist = self.create_publisher(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST, qos(C.COMMAND_QOS))
+        self.pub_grip = self.create_publisher(C.TYPES[C.COMMAND_GRIPPER], C.COMMAND_GRIPPER, qos(C.COMMAND_QOS))
+        self.pub_transitions = self.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
+        self.pub_diag = self.create_publisher(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, qos(C.DIAGNOSTICS_QOS))
+        wall = Clock(clock_type=ClockType.STEADY_TIME)
+        if self.trigger == "timer":
+            self.create_timer(1.0 / self.rate_hz, self._on_timer)
+        else:  # lock-step: ticks come from observations; this only enforces the teleop wait
+            self.create_timer(0.02, self._try_lockstep_tick, clock=wall)
+        self.create_timer(1.0, self._publish_diagnostics, clock=wall)
+        self.get_logger().info(
+            f"actor up: task={self.task} trigger={self.trigger} cameras={self.cameras or 'none (state)'} "
+            f"action_dim={self.action_spec.dim} run_dir={self.run_dir}"
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _on_sensor(self, topic: str, msg) -> None:
+        self.latest[topic] = msg
+        if self.trigger == "observation":
+            self._try_lockstep_tick()
+
+    def _on_teleop(self, topic: str, msg) -> None:
+        self.latest[topic] = msg
+        if self.trigger == "observation":
+            self._try_lockstep_tick()
+
+    def _on_engaged(self, msg) -> None:
+        self.engaged = bool(msg.data)
+
+    def _on_policy(self, msg) -> None:
+        try:
+            version, blob, meta = codec.decode_policy(msg)
+            policy = OnnxPolicy(blob, version, self.action_spec.dim)
+            missing = set(policy.obs_spec.shapes) - self._available_obs_keys()
+            if missing:
+                raise PolicyError(f"policy needs observations {sorted(missing)} this actor does not have")
+        except (codec.PayloadError, PolicyError) as e:
+            self.get_logger().error(f"policy rejected, keeping version {self._version()}: {e}")
+            return
+        if self.policy is not None and version <= self.policy.version:
+            self.get_logger().warning(f"policy version {version} is not newer than {self.policy.version}; ignored")
+            return
+        self.policy = policy
+        self.chunks.clear()
+        self.get_logger().info(f"policy version {version} swapped in (chunk {policy.chunk}, sha256 {policy.sha256[:12]})")
+
+    def _available_obs_keys(self) -> set:
+        return {"proprio"} | ({"object"} if self.state_based else set()) | set(self.cameras)
+
+    def _version(self) -> int:
+        return self.policy.version if self.policy is not None else -1
+
+    # ------------------------------------------------------------------ ticking
+    def _stamp(self, topic):
+        msg = self.latest.get(topic)
+        return None if msg is None else codec.stamp_key(msg.header.stamp)
+
+    def _try_lockstep_tick(self) -> None:
+        stamps = [self._stamp(t) for t in self.required]
+        if None in stamps or len(set(stamps)) != 1 or stamps[0] <= self.last_tick_key:
+            return
+        key = stamps[0]
+        if self.count_publishers(C.TELEOP_TWIST) > 0 and not self._teleop_answered(key):
+            now = time.monotonic()
+            if self.waiting_since is None:
+                self.waiting_since = now
+            if now - self.waiting_since < self.teleop_wait_s:
+                return  # the scripted human is still deciding about this observation
+        self.waiting_since = None
+        self.last_tick_key = key
+        self._tick(age_override=0.0)
+
+    def _teleop_answered(self, key: int) -> bool:
+        return self._stamp(C.TELEOP_TWIST) == key and self._stamp(C.TELEOP_GRIPPER) == key
+
+    def _on_timer(self) -> None:
+        if any(self.latest.get(t) is None for t in self.required):
+            self._publish(np.zeros(6), -1.0)  # nothing heard yet: hold
+            return
+        self._tick(age_override=None)
+
+    def _tick(self, age_override: float | None) -> None:
+        self.ticks += 1
+        now = self.get_clock().now().nanoseconds * 1e-9
+        obs_t = min(codec.from_stamp(self.latest[t].header.stamp) for t in self.required)
+        age = age_override if age_override is not None else max(0.0, now - obs_t)
+        try:
+            obs, status = self._observation()
+        except codec.CodecError as e:
+            self._hold(f"bad observation: {e}")
+            return
+        if self.log is None:
+            self._open_store(obs)
+        if self.finished:
+            self._hold("step budget spent")
+            return
+        if not self.log.observe(obs, status):
+            return  # terminal observation: the twin resets, nothing to command
+        intervened = False
+        action = None
+        if self.engaged and self._teleop_fresh(obs_t):
+            twist = codec.twist_from_msg(self.latest[C.TELEOP_TWIST])
+            grip = codec.gripper_from_msg(self.latest[C.TELEOP_GRIPPER])
+            action = self.action_spec.from_command(twist, grip)
+            intervened = True
+            self.chunks.clear()
+        elif self.policy is not None:
+            try:
+                action = self.chunks.next(lambda: self.policy(obs))
+            except PolicyError as e:
+                self.get_logger().error(f"policy failed, holding: {e}")
+        if action is None:
+            action = np.zeros(self.action_spec.dim, np.float32)
+            action[-1] = -1.0  # no policy yet: hold still, gripper open
+        twist, grip = self.action_spec.to_command(action)
+        result = self.safety.filter(twist, grip, obs["proprio"][:3], age)
+        if result.held:
+            self._count_hold(result.reasons)
+        self._publish(result.twist, result.grip, obs_t)
+        executed = self.action_spec.from_command(result.twist, result.grip)
+        self.log.act(obs, executed, intervened, self._version(), obs_t, eval_mode=False)
+        self.versions_used.add(self._version())
+        if self.max_steps and self.log.steps_logged + 1 >= self.max_steps:
+            self.finished = True  # this step completes with the next observation
+
+    def _teleop_fresh(self, obs_t: float) -> bool:
+        msg, grip = self.latest.get(C.TELEOP_TWIST), self.latest.get(C.TELEOP_GRIPPER)
+        if msg is None or grip is None:
+            return False
+        age = obs_t - codec.from_stamp(msg.header.stamp)
+        return -1e-9 <= age <= self.safety.cfg.stale_timeout_s
+
+    def _observation(self) -> tuple[dict, dict]:
+        obs = {"proprio": codec.proprio_from_msgs(self.latest[C.JOINT_STATES], self.latest[C.EE_POSE], self.gripper_joints)}
+        if self.state_based:
+            obs["object"] = codec.object_from_msg(self.latest[C.OBJECT_POSES])
+        for cam in self.cameras:
+            obs[cam] = codec.image_from_msg(self.latest[C.camera_topic(cam)])
+        return obs, codec.status_from_msg(self.latest[C.TASK_STATUS])
+
+    def _hold(self, reason: str) -> None:
+        self._count_hold((reason,))
+        res = self.safety.hold(reason)
+        self._publish(res.twist, res.grip)
+
+    def _count_hold(self, reasons) -> None:
+        self.holds += 1
+        for r in reasons:
+            key = r.split(" (")[0]
+            self.hold_reasons[key] = self.hold_reasons.get(key, 0) + 1
+
+    def _publish(self, twist, grip: float, t: float | None = None) -> None:
+        t = t if t is not None else self.get_clock().now().nanoseconds * 1e-9
+        self.pub_grip.publish(codec.gripper_msg(grip, t))  # gripper first: the twin steps on the twist
+        self.pub_twist.publish(codec.twist_msg(twist, t, C.BASE_FRAME))
+
+    # ------------------------------------------------------------------ storage and learner
+    def _open_store(self, obs: dict) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "store.zarr"
+        schema = {k: (tuple(np.shape(v)), np.asarray(v).dtype.str) for k, v in obs.items()}
+        schema["action"] = ((self.action_spec.dim,), "<f4")
+        if path.exists():
+            self.store = EpisodeStore.open(str(path), mode="a")
+        else:
+            self.store = EpisodeStore.create(str(path), schema, attrs={"task": self.task, "action_names": list(self.action_spec.names)})
+        self.log = EpisodeLog(self.store, self._send_step, self._send_episode_end, {"task": self.task, "robot": "twin"})
+        self.get_logger().info(f"logging to {path}")
+
+    def _send_step(self, step: dict, meta: dict) -> None:
+        self.pub_transitions.publish(codec.encode_transitions([step], meta))
+
+    def _send_episode_end(self, final_obs: dict, meta: dict) -> None:
+        self.pub_transitions.publish(codec.encode_episode_end(final_obs, meta))
+        self.recent.append((meta["success"], meta["intervened"]))
+
+    def _publish_diagnostics(self) -> None:
+        if self.log is None:
+            return
+        success = np.mean([s for s, _ in self.recent]) if self.recent else 0.0
+        interv = np.mean([i for _, i in self.recent]) if self.recent else 0.0
+        values = {
+            "steps": self.log.steps_logged, "episodes": self.log.episodes_done,
+            "success_rate": f"{success:.3f}", "intervention_rate": f"{interv:.3f}",
+            "policy_version": self._version(), "holds": self.holds, "finished": self.finished,
+        }
+        self.pub_diag.publish(codec.diagnostics_msg(self.get_clock().now().nanoseconds * 1e-9, "actor", values))
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            summary = {
+                "steps_logged": self.log.steps_logged, "episodes": self.log.episodes_done,
+                "successes": self.log.successes, "interventions": self.log.interventions,
+                "versions_used": sorted(self.versions_used), "holds": self.holds,
+                "hold_reasons": self.hold_reasons, "ticks": self.ticks,
+            }
+            (self.run_dir / "actor_summary.json").write_text(json.dumps(summary, indent=1))
+        if self.store is not None and hasattr(self.store, "close"):
+            self.store.close()
+
+
+def main(args=None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return run(ActorNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Learner node: ingests transitions from the actor, trains in a background thread, publishes
+a versioned one-step ONNX actor every `publish_every` updates (transient_local, so an actor
+that starts late still gets the newest), and reports on /diagnostics.
+
+The observation layout is taken from the first transition (or the demo store), so the same
+node serves state-based and pixel policies.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+
+from robot_rl import codec, contract as C
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
+from robot_rl.spec import ActionSpec, ObsSpec
+
+
+class LearnerNode(Node):
+    def __init__(self):
+        super().__init__("learner", **make_node_options())
+        self.kind = param(self, "kind", "sac")
+        self.seed = int(param(self, "seed", 0))
+        self.run_dir = Path(param(self, "run_dir", "runs/sim"))
+        self.action_spec = ActionSpec(**params_under(self, "action"))
+        self.cameras = csv_list(param(self, "policy_cameras", ""))
+        self.agent_cfg = params_under(self, "agent")
+        self.train_cfg = dict(
+            utd=param(self, "utd", 1.0), batch_size=int(param(self, "batch_size", 64)),
+            min_steps=int(param(self, "min_steps", 50)), publish_every=int(param(self, "publish_every", 50)),
+        )
+        self.gamma = param(self, "gamma", 0.95)
+        self.demos_path = param(self, "demos", "")
+        self.obs_spec: ObsSpec | None = None
+        self.trainer = None
+        self.received: set[tuple[int, int]] = set()  # (episode, index) of every step ingested
+        self.rejected = 0
+        self.episode_ends = 0
+        self.versions_published: list[int] = []
+
+        self.pub_policy = self.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
+        self.pub_diag = self.create_publisher(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, qos(C.DIAGNOSTICS_QOS))
+        self.create_subscription(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, self._on_transitions, qos(C.TRANSITIONS_QOS))
+        self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        if self.demos_path:
+            self._start_from_store(self.demos_path)
+        self.get_logger().info(f"learner up: kind={self.kind} {self.train_cfg}")
+
+    # ------------------------------------------------------------------ set-up
+    def _start(self, obs_spec: ObsSpec, demo_replay=None) -> None:
+        import torch
+
+        from robot_rl.data.replay import MixedReplay, ReplayBuffer
+        from robot_rl.learn import make_agent
+        from robot_rl.training.ingest import Ingest
+        from robot_rl.training.trainer import Trainer
+
+        torch.manual_seed(self.seed)
+        self.obs_spec = obs_spec
+        chunk = int(self.agent_cfg.get("chunk_len", 1))
+        agent = make_agent(self.kind, obs_spec, self.action_spec.dim, self.agent_cfg)
+        mk = lambda: ReplayBuffer(obs_spec, self.action_spec.dim, capacity=int(param(self, "capacity", 200_000)),
+                                  chunk=chunk, gamma=self.gamma)  # noqa: E731
+        demo = demo_replay if demo_replay is not None else mk()
+        online = mk()
+        mixed = MixedReplay(demo, online, demo_fraction=0.5)
+        rng = np.random.default_rng(self.seed)
+        self.trainer = Trainer(agent, Ingest(demo, online), lambda b: mixed.sample(b, rng), self._publish_policy,
+                               **self.train_cfg)
+        self._publish_policy(self.trainer.export(), 0)  # version 0: the initial actor, at once
+        self.trainer.start()
+
+    def _start_from_store(self, path: str) -> None:
+        from robot_rl.data.replay import ReplayBuffer
+        from robot_rl.data.store import EpisodeStore
+
+        store = EpisodeStore.open(path, mode="r")
+        spec = ObsSpec({k: tuple(v[0]) for k, v in store.schema.items() if k != "action"},
+                       {k: np.dtype(v[1]).str for k, v in store.schema.items() if k != "action"})
+        demo = ReplayBuffer.from_store(store, chunk=int(self.agent_cfg.get("chunk_len", 1)), gamma=self.gamma)
+        self.get_logger().info(f"demo side: {store.n_episodes} episodes, {store.n_steps} steps from {path}")
+        self._start(spec, demo)
+
+    # ------------------------------------------------------------------ transitions
+    def _on_transitions(self, msg) -> None:
+        try:
+            kind, body = codec.payload_from_msg(msg)
+            if kind == codec.TRANSITIONS:
+                if self.obs_spec is None:
+                    self._start(self._spec_from_body(body))
+                meta, steps = codec.decode_transitions(msg, self.obs_spec, self.action_spec.dim)
+                for i, step in enumerate(steps):
+                    self.received.add((int(meta["episode"]), int(meta["index"]) + i))
+                    self.trainer.put_step(step)
+            elif kind == codec.EPISODE_END and self.trainer is not None:
+                meta, final_obs = codec.decode_episode_end(msg, self.obs_spec)
+                self.trainer.put_episode_end(final_obs)
+                self.episode_ends += 1
+            else:
+                raise codec.PayloadError(f"unexpected payload kind {codec.KIND_NAMES.get(kind, kind)} on {C.TRANSITIONS}")
+        except codec.PayloadError as e:
+            self.rejected += 1
+            self.get_logger().error(f"transition payload rejected: {e}")
+
+    def _spec_from_body(self, body: bytes) -> ObsSpec:
+        _, arrays = codec.unpack_arrays(body)
+        skip = set(codec.STEP_SCALARS) | {"action"}
+        return ObsSpec({k: tuple(a.shape[1:]) for k, a in arrays.items() if k not in skip},
+                       {k: a.dtype.str for k, a in arrays.items() if k not in skip})
+
+    def _publish_policy(self, onnx_bytes: bytes, version: int) -> None:
+        self.pub_policy.publish(codec.encode_policy(onnx_bytes, version, {"kind": self.kind}))
+        self.versions_published.append(version)
+        self.get_logger().info(f"published policy version {version} ({len(onnx_bytes)} bytes)")
+
+    def _publish_diagnostics(self) -> None:
+        t = self.trainer
+        values = {
+            "ingested": len(self.received), "episode_ends": self.episode_ends, "rejected": self.rejected,
+            "updates": t.updates if t else 0, "updates_per_s": f"{t.updates_per_s:.1f}" if t else "0",
+            "policy_version": self.versions_published[-1] if self.versions_published else -1,
+        }
+        if t is not None:
+            values.update({k: f"{v:.4g}" for k, v in t.metrics.items()})
+        level = 2 if (t is not None and t.error is not None) else 0
+        message = f"trainer stopped: {t.error!r}" if level else ""
+        self.pub_diag.publish(codec.diagnostics_msg(self.get_clock().now().nanoseconds * 1e-9, "learner", values, level, message))
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.stop()
+            self.trainer.finish_ingest()
+            self.trainer.agent.save(str(self.run_dir / "learner_checkpoint.pt"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "learner_summary.json").write_text(json.dumps({
+            "received": sorted([list(k) for k in self.received]), "episode_ends": self.episode_ends,
+            "rejected": self.rejected, "updates": self.trainer.updates if self.trainer else 0,
+            "versions_published": self.versions_published,
+            "trainer_error": repr(self.trainer.error) if self.trainer and self.trainer.error else None,
+        }))
+
+
+def main(args=None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ROBOT_RL_LEARNER_THREADS", "1")))
+    return run(LearnerNode, args)
+
+
+if __name__ == "__main__":
+    main()

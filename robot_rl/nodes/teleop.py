@@ -1,0 +1,117 @@
+"""Teleop node: a person's device, or in sim the scripted human (the twin's expert + a takeover
+rule), publishing teleop/twist + teleop/gripper stamped with the observation they answer,
+teleop/engaged, and teleop/event (takeover, release).
+
+It answers every observation (a zero twist while released) so the actor, in lock-step, knows the
+human has decided about that observation.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from std_msgs.msg import Bool, String
+
+from robot_rl import codec, contract as C
+from robot_rl.nodes.ros import make_node_options, param, params_under, qos, run
+from robot_rl.safety import SafetyConfig
+from robot_rl.spec import ActionSpec
+from robot_rl.teleop.takeover import TakeoverConfig, TakeoverRule
+
+
+class TeleopNode(Node):
+    def __init__(self):
+        super().__init__("teleop", **make_node_options())
+        driver = param(self, "driver", "scripted")
+        if driver != "scripted":
+            raise ValueError(f"teleop driver {driver!r} is not available in this build (scripted)")
+        from robot_rl.twin import make_expert
+
+        self.task = param(self, "task", "pick_cube")
+        self.run_dir = Path(param(self, "run_dir", "runs/sim"))
+        seed = int(param(self, "seed", 0))
+        self.expert = make_expert(self.task, noise=param(self, "expert_noise", 0.1), seed=seed + 1)
+        self.action_spec = ActionSpec(**params_under(self, "action"))
+        safety = SafetyConfig.from_dict(params_under(self, "safety"))
+        self.rule = TakeoverRule(TakeoverConfig.from_dict(params_under(self, "takeover")),
+                                 safety.workspace_min, safety.workspace_max, seed=seed + 2)
+        self.latest: dict = {}
+        self.last_key = -1
+        self.episode = None
+        self.engaged_steps: list[float] = []  # obs stamps answered while engaged
+        self.takeovers = 0
+        self.releases = 0
+
+        sq = qos(C.SENSOR_QOS)
+        self.required = [C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES, C.TASK_STATUS]
+        for topic in self.required:
+            self.create_subscription(C.TYPES[topic], topic, lambda m, t=topic: self._on_sensor(t, m), sq)
+        self.pub_engaged = self.create_publisher(Bool, C.TELEOP_ENGAGED, qos(C.STATE_QOS))
+        self.pub_twist = self.create_publisher(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, qos(C.COMMAND_QOS))
+        self.pub_grip = self.create_publisher(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, qos(C.COMMAND_QOS))
+        self.pub_event = self.create_publisher(String, C.TELEOP_EVENT, qos(C.EVENT_QOS))
+        self.pub_engaged.publish(Bool(data=False))
+        self.get_logger().info(f"teleop up: scripted human for {self.task}, rule {self.rule.cfg}")
+
+    def _on_sensor(self, topic: str, msg) -> None:
+        self.latest[topic] = msg
+        stamps = {codec.stamp_key(self.latest[t].header.stamp) for t in self.required if t in self.latest}
+        if len(self.latest) < len(self.required) or len(stamps) != 1:
+            return
+        key = stamps.pop()
+        if key <= self.last_key:
+            return
+        self.last_key = key
+        try:
+            self._answer()
+        except codec.CodecError as e:
+            self.get_logger().error(f"bad observation, not answering: {e}")
+
+    def _answer(self) -> None:
+        status = codec.status_from_msg(self.latest[C.TASK_STATUS])
+        if status["terminated"] or status["truncated"]:
+            return  # terminal observation: nobody acts on it
+        t = codec.from_stamp(self.latest[C.TASK_STATUS].header.stamp)
+        obs = {
+            "proprio": codec.proprio_from_msgs(self.latest[C.JOINT_STATES], self.latest[C.EE_POSE]),
+            "object": codec.object_from_msg(self.latest[C.OBJECT_POSES]),
+        }
+        if status["episode"] != self.episode:
+            self.episode = status["episode"]
+            self.expert.reset()
+            if self.rule.engaged:
+                self._event("release")
+            self.rule.reset()
+        was = self.rule.engaged
+        action = np.asarray(self.expert.act(obs), np.float32)  # every step: the expert tracks its phase
+        engaged = self.rule.update(float(self.expert.progress(obs)), obs["proprio"][:3])
+        if engaged != was:
+            self._event("takeover" if engaged else "release")
+        self.pub_engaged.publish(Bool(data=engaged))
+        if engaged:
+            self.engaged_steps.append(t)
+            twist, grip = self.action_spec.to_command(action)
+        else:
+            twist, grip = np.zeros(6), -1.0
+        self.pub_grip.publish(codec.gripper_msg(grip, t))
+        self.pub_twist.publish(codec.twist_msg(twist, t, C.BASE_FRAME))
+
+    def _event(self, name: str) -> None:
+        self.takeovers += name == "takeover"
+        self.releases += name == "release"
+        self.pub_event.publish(String(data=name))
+
+    def close(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "teleop_summary.json").write_text(json.dumps(
+            {"takeovers": self.takeovers, "releases": self.releases, "engaged_stamps": self.engaged_steps}))
+
+
+def main(args=None) -> int:
+    return run(TeleopNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Twin node: the MuJoCo cell behind the robot's own topics, and the sim clock.
+
+It publishes what the robot's drivers publish (joint_states, ee_pose, object_poses, camera
+images + camera_info, task/status) and executes command/twist + command/gripper. Lock-step:
+after publishing the observation at sim time t (then /clock = t) it waits for the command
+stamped t, steps one control period and publishes again; if no command comes within
+`lockstep_timeout_s` of wall time it holds still, as the real robot's controller would.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.clock import Clock as RosClock, ClockType
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+
+from robot_rl import codec, contract as C
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
+from robot_rl.spec import ActionSpec
+
+
+class TwinNode(Node):
+    def __init__(self):
+        super().__init__("twin", **make_node_options())
+        from robot_rl.twin import make_env  # MuJoCo is only needed by this node
+
+        self.task = param(self, "task", "pick_cube")
+        self.cameras = csv_list(param(self, "publish_cameras", "front"))
+        policy_cams = csv_list(param(self, "policy_cameras", ""))
+        self.cameras += [c for c in policy_cams if c not in self.cameras]
+        self.camera_every = max(1, int(param(self, "camera_every", 1)))
+        self.timeout_s = param(self, "lockstep_timeout_s", 2.0)
+        self.action_spec = ActionSpec(**params_under(self, "action"))
+        safety = params_under(self, "safety")
+        overrides = {"max_episode_steps": int(param(self, "max_episode_steps", 100))}
+        for k in ("workspace_min", "workspace_max"):
+            if k in safety:
+                overrides[k] = tuple(safety[k])
+        overrides.update(action_rotation=self.action_spec.rotation, max_lin_vel=self.action_spec.max_lin_vel,
+                         max_ang_vel=self.action_spec.max_ang_vel)
+        self.env = make_env(task=self.task, cameras=tuple(self.cameras), image_size=int(param(self, "image_size", 64)),
+                            seed=int(param(self, "seed", 0)), **overrides)
+        self.sim = self.env.unwrapped
+        self.seed = int(param(self, "seed", 0))
+
+        sq = qos(C.SENSOR_QOS)
+        self.pub_joints = self.create_publisher(C.TYPES[C.JOINT_STATES], C.JOINT_STATES, sq)
+        self.pub_ee = self.create_publisher(C.TYPES[C.EE_POSE], C.EE_POSE, sq)
+        self.pub_objects = self.create_publisher(C.TYPES[C.OBJECT_POSES], C.OBJECT_POSES, sq)
+        self.pub_status = self.create_publisher(C.TYPES[C.TASK_STATUS], C.TASK_STATUS, sq)
+        self.pub_images = {c: self.create_publisher(C.IMAGE_TYPE, C.camera_topic(c), sq) for c in self.cameras}
+        self.pub_info = {c: self.create_publisher(C.CAMERA_INFO_TYPE, C.camera_info_topic(c), sq) for c in self.cameras}
+        self.pub_clock = self.create_publisher(Clock, C.CLOCK, qos(C.CLOCK_QOS))
+        self.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST, self._on_twist, qos(C.COMMAND_QOS))
+        self.create_subscription(C.TYPES[C.COMMAND_GRIPPER], C.COMMAND_GRIPPER, self._on_gripper, qos(C.COMMAND_QOS))
+
+        self.t = 0.0
+        self.episode = 0
+        self.step_in_episode = 0
+        self.steps_total = 0
+        self.commands: dict[int, dict] = {}  # stamp key -> {"twist":..., "grip":...}
+        self.last_grip = -1.0
+        self.timeouts = 0
+        self._reset(first=True)
+        self.create_timer(0.001, self._poll, clock=RosClock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(f"twin up: task={self.task} cameras={self.cameras} dt={self.sim.control_dt}")
+
+    # ------------------------------------------------------------------ commands
+    def _on_twist(self, msg) -> None:
+        self.commands.setdefault(codec.stamp_key(msg.header.stamp), {})["twist"] = codec.twist_from_msg(msg)
+        self._poll()
+
+    def _on_gripper(self, msg) -> None:
+        try:
+            grip = codec.gripper_from_msg(msg)
+        except codec.CodecError as e:
+            self.get_logger().error(f"gripper command rejected: {e}")
+            return
+        self.commands.setdefault(codec.stamp_key(msg.header.stamp), {})["grip"] = grip
+
+    def _poll(self) -> None:
+        key = codec.stamp_key(codec.to_stamp(self.t))
+        cmd = self.commands.get(key, {})
+        if "twist" in cmd:
+            twist = cmd["twist"]
+            grip = cmd.get("grip", self.last_grip)
+        elif time.monotonic() - self.published_at > self.timeout_s:
+            self.timeouts += 1
+            twist, grip = np.zeros(6), self.last_grip  # nobody commands: hold, like the robot
+        else:
+            return
+        self.commands = {k: v for k, v in self.commands.items() if k > key}
+        self.last_grip = grip
+        action = self.action_spec.from_command(np.nan_to_num(twist), grip)
+        _, reward, terminated, truncated, info = self.env.step(action)
+        self.t += self.sim.control_dt
+        self.step_in_episode += 1
+        self.steps_total += 1
+        self._publish(reward, terminated, truncated, bool(info.get("success", False)))
+        if terminated or truncated:
+            self.episode += 1
+            self.t += self.sim.control_dt  # the reset takes one period, like a scripted robot reset
+            self._reset()
+
+    # ------------------------------------------------------------------ observations
+    def _reset(self, first: bool = False) -> None:
+        self.env.reset(seed=self.seed if first else None)
+        self.step_in_episode = 0
+        self.last_grip = -1.0
+        self._publish(0.0, False, False, False)
+
+    def _publish(self, reward: float, terminated: bool, truncated: bool, success: bool) -> None:
+        t, sim = self.t, self.sim
+        state = sim.robot_state()
+        names = list(state["joint_names"]) + [C.GRIPPER_JOINT]
+        pos = list(state["joint_pos"]) + [state["gripper_width"]]
+        vel = list(state["joint_vel"]) + [0.0]
+        if self.steps_total % self.camera_every == 0 or terminated or truncated:
+            for cam in self.cameras:
+                self.pub_images[cam].publish(codec.image_msg(sim.render(cam), t, C.camera_frame(cam)))
+                self.pub_info[cam].publish(codec.camera_info_msg(dict(sim.camera_info(cam), frame_id=C.camera_frame(cam)), t))
+        self.pub_joints.publish(codec.joint_state_msg(names, pos, vel, t))
+        self.pub_ee.publish(codec.pose_stamped_msg(state["ee_pos"], state["ee_quat"], t, C.BASE_FRAME))
+        self.pub_objects.publish(codec.pose_array_msg([(p, q) for _, p, q in sim.object_poses()], t, C.BASE_FRAME))
+        self.pub_status.publish(codec.status_msg(t, dict(
+            reward=float(reward), terminated=bool(terminated), truncated=bool(truncated), success=success,
+            episode=self.episode, step=self.step_in_episode)))
+        self.pub_clock.publish(Clock(clock=codec.to_stamp(t)))
+        self.published_at = time.monotonic()
+
+
+def main(args=None) -> int:
+    return run(TwinNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The learner's work loop, in its own thread, ROS-free.
+
+Incoming steps arrive in a queue (from the learner node's subscription); this thread alone
+touches the replay and the agent: drain the queue into replay, run gradient updates up to
+`utd` per received step, and hand a freshly exported ONNX actor to `publish` every
+`publish_every` updates.
+"""
+from __future__ import annotations
+
+import queue
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robot_rl.training.ingest import Ingest
+
+
+class Trainer:
+    def __init__(self, agent, ingest: Ingest, sample, publish, *, utd: float, batch_size: int,
+                 min_steps: int, publish_every: int, version: int = 0):
+        self.agent = agent
+        self.ingest = ingest
+        self.sample = sample  # (batch_size) -> batch
+        self.publish = publish  # (onnx bytes, version) -> None
+        self.utd = float(utd)
+        self.batch_size = int(batch_size)
+        self.min_steps = int(min_steps)
+        self.publish_every = int(publish_every)
+        self.version = version
+        self.inbox: queue.Queue = queue.Queue()
+        self.updates = 0
+        self.metrics: dict = {}
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trainer", daemon=True)
+        self._t0 = time.monotonic()
+
+    # called from other threads -------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def put_step(self, step: dict) -> None:
+        self.inbox.put(("step", step))
+
+    def put_episode_end(self, final_obs: dict) -> None:
+        self.inbox.put(("end", final_obs))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def export(self) -> bytes:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "actor.onnx"
+            self.agent.export_onnx(str(path), version=self.version)
+            return path.read_bytes()
+
+    @property
+    def updates_per_s(self) -> float:
+        return self.updates / max(1e-9, time.monotonic() - self._t0)
+
+    # the thread ----------------------------------------------------------------
+    def _drain(self, block: bool) -> None:
+        try:
+            item = self.inbox.get(timeout=0.05) if block else self.inbox.get_nowait()
+            while True:
+                kind, payload = item
+                if kind == "step":
+                    self.ingest.add_step(payload)
+                else:
+                    self.ingest.end_episode(payload)
+                item = self.inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                due = self.ingest.steps >= self.min_steps and self.updates < self.utd * self.ingest.steps
+                self._drain(block=not due)
+                if not due:
+                    continue
+                self.metrics = self.agent.update(self.sample(self.batch_size))
+                self.updates += 1
+                if self.updates % self.publish_every == 0:
+                    self.version += 1
+                    self.publish(self.export(), self.version)
+        except BaseException as e:  # noqa: BLE001  the node reports it and keeps ingesting
+            self.error = e
+            while not self._stop.is_set():  # keep draining so no step is left unread
+                self._drain(block=True)
+
+    def finish_ingest(self) -> None:
+        """After stop(): read what is still queued (at shutdown every sent step is counted)."""
+        self._drain(block=False)
+
+
+def finite_metrics(metrics: dict) -> dict:
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(float(v))}
