@@ -40,6 +40,12 @@ def cmd_sim(args) -> int:
         overrides["kind"] = args.kind
     if args.demos:
         overrides["demos"] = str(Path(args.demos).resolve())
+    for item in args.param:
+        name, sep, value = item.partition(":=")
+        if not sep:
+            print(f"robot-rl sim: --param wants NAME:=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        overrides[name] = value
     env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
     g = Graph(nodes, params, overrides, run_dir, env)
     os.environ.update(env)
@@ -122,6 +128,8 @@ def main(argv=None) -> int:
     s.add_argument("--kind", default=None, help="learner: sac | flow | bc")
     s.add_argument("--cameras", default=None, help='policy cameras, e.g. "front,wrist" ("" = state)')
     s.add_argument("--demos", default=None, help="zarr store of demos for the demo side of replay")
+    s.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra ROS parameter for every node, e.g. -p publish_every:=20")
     s.set_defaults(func=cmd_sim)
     args = p.parse_args(argv)
     random.seed(args.seed if hasattr(args, "seed") else 0)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up robot_rl on a Debian/Ubuntu machine with or without a ROS 2 distribution:
+# Mesa EGL (headless MuJoCo rendering), a venv, the ROS 2 wheels from PyPI, torch (CPU, pinned)
+# and the package itself (editable). Re-running it is safe.
+#   VENV=path  where the venv goes (default .venv)
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+if ! ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa.so'; then
+  echo "setup: installing Mesa EGL for headless rendering"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating venv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# Pinned: an unpinned torch pulls a multi-GB CUDA build where a CPU one is enough.
+"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+"$VENV/bin/python" -m pip install -q -e ".[ros-wheels,test]"
+"$VENV/bin/python" -c "import rclpy, mujoco, torch, onnxruntime, zarr; print('setup: ok (torch', torch.__version__, ', mujoco', mujoco.__version__, ')')"
