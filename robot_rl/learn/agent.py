@@ -147,6 +147,12 @@ class Agent:
         out = critic(torch.cat([feats, actions.reshape(actions.shape[0], -1).to(feats.dtype)], -1), members)
         return self.hl.value(out) if self.hl is not None else out.squeeze(-1).float()
 
+    def _target_q(self, next_feats, next_actions) -> torch.Tensor:
+        """(B,) min over a random subset (RLPD: 2 of 10) of the target ensemble, drawn per step."""
+        c = self.cfg
+        subset = torch.randperm(c.n_critics, device=self.device, generator=self.gen)[: c.target_subset]
+        return self._q(self.nets["critic_target"], next_feats, next_actions, subset).min(0).values
+
     def _actor_feats(self, obs, critic_feats):
         """Features the policy sees: the critic encoder's (detached) or the actor's own encoder."""
         if "actor_encoder" in self.nets:
@@ -213,8 +219,7 @@ class Agent:
                 next_feats = self._encode(next_obs)
                 policy_feats = nets["actor_encoder"](next_obs) if "actor_encoder" in nets else next_feats
                 next_actions, next_logp = self._policy_chunk(policy_feats, deterministic=False)
-                subset = torch.randperm(c.n_critics, device=self.device, generator=self.gen)[: c.target_subset]
-                target_q = self._q(nets["critic_target"], next_feats, next_actions, subset).min(0).values
+                target_q = self._target_q(next_feats, next_actions)
                 if next_logp is not None:  # SAC soft backup
                     target_q = target_q - nets["log_temp"][0].exp() * next_logp.float()
                 y = b["reward"] + b["discount"] * target_q

@@ -2,7 +2,7 @@
 
 Batch format (produced by robot_rl.data.replay):
   obs / next_obs: {key: (B, ...)}, actions (B, H, A) float32, mask (B, H) float32 (1 = real
-  action, 0 = padding past the episode end), reward (B,) discounted chunk sum, discount (B,)
+  action, 0 = padding past the episode end; padded actions are zeroed here), reward (B,) discounted chunk sum, discount (B,)
   gamma^h or 0 at termination, is_demo (B,) float32.
 """
 from __future__ import annotations
@@ -72,6 +72,9 @@ def batch_to_tensors(spec: ObsSpec, batch: dict, chunk_len: int, action_dim: int
         if tuple(t.shape) != shape:
             raise ValueError(f"batch[{key!r}] has shape {tuple(t.shape)}, expected {shape}")
         out[key] = t
+    # Padding past an episode end enters the networks as zero actions ("stop"), whatever value
+    # the sampler padded with, so it cannot leak into the critic input or the flow's x_t.
+    out["actions"] = actions * out["mask"].unsqueeze(-1)
     for name in ("obs", "next_obs"):
         for key, t in out[name].items():
             if t.shape[0] != b:

@@ -58,8 +58,11 @@ class OneStepActor(nn.Module):
         self.net = mlp(feat_dim + self.flat, hidden, self.flat)
 
     def forward(self, feats: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """feats (B, F), noise (B, H*A) -> chunk (B, H, A), clipped to [-1, 1]."""
-        return self.net(torch.cat([feats, noise], dim=-1)).clamp(-1.0, 1.0).view(-1, *self.shape)
+        """feats (B, F), noise (B, H*A) -> chunk (B, H, A) in (-1, 1).
+
+        tanh rather than FQL's clip: a clipped output gets no gradient from the critic once it
+        saturates, and the actor can stick at a bound when the distillation term is weak."""
+        return torch.tanh(self.net(torch.cat([feats, noise], dim=-1))).view(-1, *self.shape)
 
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
