@@ -1,0 +1,87 @@
+"""AgentConfig: every learner knob in one dataclass, buildable from a YAML dict.
+
+The discount is deliberately absent: the replay sampler applies gamma when it builds
+batch["reward"] (discounted chunk sum) and batch["discount"] (gamma^h, 0 at termination).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AgentConfig:
+    # action chunking: the policy emits and the critic scores H actions at once
+    chunk_len: int = 4
+    # networks
+    actor_hidden: tuple = (256, 256, 256)
+    critic_hidden: tuple = (256, 256)
+    n_critics: int = 10  # ensemble size, run as one batched network
+    target_subset: int = 2  # target = min over this many randomly chosen target critics
+    # optimisation
+    lr: float = 3e-4
+    tau: float = 0.005  # target EMA rate
+    batch_size: int = 256  # per critic step; the sim loop samples batch_size * utd at once
+    utd: int = 1  # critic steps per env step, used by callers (see Agent.update)
+    grad_clip: float = 0.0  # 0 = off
+    # flow policy (kind "flow" and "bc")
+    flow_steps: int = 10  # Euler steps of the multi-step sampler
+    alpha: float = 10.0  # Flow Q-learning distillation weight: the one key knob
+    # SAC baseline (kind "sac")
+    init_temperature: float = 0.1
+    target_entropy: float | None = None  # None -> -H*A/2
+    # critic value head: plain regression, or HL-Gauss histogram classification
+    hl_gauss: bool = False
+    hl_bins: int = 101
+    hl_v_min: float = -20.0
+    hl_v_max: float = 20.0
+    hl_sigma_ratio: float = 0.75  # Gaussian sigma / bin width
+    # image encoder (one small conv net per camera; unused for state-only specs)
+    conv_channels: tuple = (16, 32, 32)
+    conv_first_stride: int = 4  # the first conv patchifies; later convs stride 2
+    image_feature_dim: int = 64
+    shift_pad: int = 4  # random-shift augmentation: pad 4 (replicate) + random crop
+    augment: bool = True
+    share_encoder: bool = True  # actor reuses the critic's encoder features (detached)
+    encoder_checkpoint: str | None = None  # load encoder weights from an agent checkpoint
+    # CUDA speed-ups (ignored on CPU)
+    bf16: bool = True
+    compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("actor_hidden", "critic_hidden", "conv_channels"):
+            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.chunk_len < 1:
+            raise ValueError(f"chunk_len must be >= 1, got {self.chunk_len}")
+        if not 1 <= self.target_subset <= self.n_critics:
+            raise ValueError(
+                f"target_subset must be in [1, n_critics={self.n_critics}], got {self.target_subset}"
+            )
+        if self.flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps}")
+        if not self.conv_channels:
+            raise ValueError("conv_channels needs at least one layer")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "AgentConfig":
+        """Build from a plain (YAML) dict; unknown keys are an error naming the valid ones."""
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown AgentConfig keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def coerce(cls, cfg) -> "AgentConfig":
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        if isinstance(cfg, dict):
+            return cls.from_dict(cfg)
+        raise TypeError(f"cfg must be AgentConfig, dict or None, got {type(cfg).__name__}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

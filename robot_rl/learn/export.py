@@ -1,0 +1,109 @@
+"""ONNX export of the deployed actor: encoder + one-step policy (or SAC mean, or the unrolled
+flow sampler for "bc") as one graph.
+
+Inputs: one per observation key, named like the obs dict, batch dimension dynamic; images are
+uint8 (B, H, W, 3) and normalised inside the graph. Output: "actions" (B, H, A) in [-1, 1].
+metadata_props: obs_spec (JSON of ObsSpec.to_dict()), action_dim, chunk_len, policy_version,
+kind, noise ("zero": the flow noise input is fixed to 0).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from robot_rl.learn.synthetic import random_obs
+
+OPSET = 17
+
+
+class DeployedActor(nn.Module):
+    def __init__(self, agent):
+        super().__init__()
+        self.keys = tuple(agent.spec.shapes)
+        enc_name = "actor_encoder" if "actor_encoder" in agent.nets else "encoder"
+        self.encoder = agent.nets[enc_name]
+        self.kind, self.flat_dim, self.flow_steps = agent.kind, agent.flat_dim, agent.cfg.flow_steps
+        self.policy = agent.nets[{"flow": "onestep", "bc": "flow", "sac": "actor"}[agent.kind]]
+
+    def forward(self, *obs):
+        feats = self.encoder(dict(zip(self.keys, obs)))
+        if self.kind == "sac":
+            return self.policy.mean_action(feats)
+        noise = torch.zeros_like(feats[:, :1]).expand(-1, self.flat_dim)
+        if self.kind == "flow":
+            return self.policy(feats, noise)
+        return self.policy.sample(feats, noise, self.flow_steps)
+
+
+def export_actor(agent, path, version: int, verify: bool = True) -> str:
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    module = DeployedActor(agent).eval()
+    device = next(module.parameters()).device
+    inputs = random_obs(agent.spec, 2, np.random.default_rng(0))
+    args = tuple(torch.as_tensor(inputs[k], device=device) for k in module.keys)
+    tmp = path + ".tmp"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module, args, tmp,
+            input_names=list(module.keys),
+            output_names=["actions"],
+            dynamic_axes={**{k: {0: "batch"} for k in module.keys}, "actions": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    model = onnx.load(tmp)
+    meta = {
+        "obs_spec": json.dumps(agent.spec.to_dict()),
+        "action_dim": str(agent.action_dim),
+        "chunk_len": str(agent.cfg.chunk_len),
+        "policy_version": str(int(version)),
+        "kind": agent.kind,
+        "noise": "zero",
+    }
+    onnx.helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    with open(tmp, "wb") as f:
+        f.write(data)
+    if verify:
+        with torch.no_grad():
+            expected = module(*args).float().cpu().numpy()
+        got = run_onnx(tmp, inputs)
+        err = float(np.abs(got - expected).max())
+        if not err < 1e-4:
+            os.remove(tmp)
+            raise RuntimeError(f"exported actor differs from PyTorch by {err:.2e} (limit 1e-4)")
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def run_onnx(path_or_session, obs: dict, threads: int = 1) -> np.ndarray:
+    """Run an exported actor on a batched obs dict with onnxruntime (CPU)."""
+    import onnxruntime as ort
+
+    sess = path_or_session
+    if not isinstance(sess, ort.InferenceSession):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(os.fspath(path_or_session), so, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.asarray(obs[i.name]) for i in sess.get_inputs()}
+    return sess.run(["actions"], feeds)[0]
+
+
+def read_metadata(path) -> dict:
+    """metadata_props of an exported actor as a dict (obs_spec decoded from JSON)."""
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "obs_spec" in meta:
+        meta["obs_spec"] = json.loads(meta["obs_spec"])
+    return meta
