@@ -51,39 +51,34 @@ class LearnerNode(Node):
         self.get_logger().info(f"learner up: kind={self.kind} {self.train_cfg}")
 
     # ------------------------------------------------------------------ set-up
-    def _start(self, obs_spec: ObsSpec, demo_replay=None) -> None:
+    def _start(self, schema: dict, demo_store=None) -> None:
+        """schema: {key: (shape, dtype)} of the observation keys and "action"."""
         import torch
 
-        from robot_rl.data.replay import MixedReplay, ReplayBuffer
+        from robot_rl.data.replay import MixedReplay
         from robot_rl.learn import make_agent
-        from robot_rl.training.ingest import Ingest
         from robot_rl.training.trainer import Trainer
 
         torch.manual_seed(self.seed)
-        self.obs_spec = obs_spec
-        chunk = int(self.agent_cfg.get("chunk_len", 1))
-        agent = make_agent(self.kind, obs_spec, self.action_spec.dim, self.agent_cfg)
-        mk = lambda: ReplayBuffer(obs_spec, self.action_spec.dim, capacity=int(param(self, "capacity", 200_000)),
-                                  chunk=chunk, gamma=self.gamma)  # noqa: E731
-        demo = demo_replay if demo_replay is not None else mk()
-        online = mk()
-        mixed = MixedReplay(demo, online, demo_fraction=0.5)
-        rng = np.random.default_rng(self.seed)
-        self.trainer = Trainer(agent, Ingest(demo, online), lambda b: mixed.sample(b, rng), self._publish_policy,
-                               **self.train_cfg)
+        self.obs_spec = ObsSpec({k: tuple(s) for k, (s, _) in schema.items() if k != "action"},
+                                {k: np.dtype(d).str for k, (s, d) in schema.items() if k != "action"})
+        agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.agent_cfg)
+        kw = dict(chunk=agent.cfg.chunk_len, gamma=self.gamma)  # the chunk is the n-step horizon
+        capacity = int(param(self, "capacity", 200_000))
+        if demo_store is not None:  # its demos (and interventions) warm-start the demo side
+            replay = MixedReplay.from_store(demo_store, capacity=capacity, **kw)
+        else:
+            replay = MixedReplay.create(schema, capacity, **kw)
+        self.trainer = Trainer(agent, replay, self._publish_policy, seed=self.seed, **self.train_cfg)
         self._publish_policy(self.trainer.export(), 0)  # version 0: the initial actor, at once
         self.trainer.start()
 
     def _start_from_store(self, path: str) -> None:
-        from robot_rl.data.replay import ReplayBuffer
         from robot_rl.data.store import EpisodeStore
 
         store = EpisodeStore.open(path, mode="r")
-        spec = ObsSpec({k: tuple(v[0]) for k, v in store.schema.items() if k != "action"},
-                       {k: np.dtype(v[1]).str for k, v in store.schema.items() if k != "action"})
-        demo = ReplayBuffer.from_store(store, chunk=int(self.agent_cfg.get("chunk_len", 1)), gamma=self.gamma)
         self.get_logger().info(f"demo side: {store.n_episodes} episodes, {store.n_steps} steps from {path}")
-        self._start(spec, demo)
+        self._start(store.schema, store)
 
     # ------------------------------------------------------------------ transitions
     def _on_transitions(self, msg) -> None:
@@ -91,7 +86,7 @@ class LearnerNode(Node):
             kind, body = codec.payload_from_msg(msg)
             if kind == codec.TRANSITIONS:
                 if self.obs_spec is None:
-                    self._start(self._spec_from_body(body))
+                    self._start(self._schema_from_body(body))
                 meta, steps = codec.decode_transitions(msg, self.obs_spec, self.action_spec.dim)
                 for i, step in enumerate(steps):
                     self.received.add((int(meta["episode"]), int(meta["index"]) + i))
@@ -106,11 +101,10 @@ class LearnerNode(Node):
             self.rejected += 1
             self.get_logger().error(f"transition payload rejected: {e}")
 
-    def _spec_from_body(self, body: bytes) -> ObsSpec:
+    def _schema_from_body(self, body: bytes) -> dict:
         _, arrays = codec.unpack_arrays(body)
-        skip = set(codec.STEP_SCALARS) | {"action"}
-        return ObsSpec({k: tuple(a.shape[1:]) for k, a in arrays.items() if k not in skip},
-                       {k: a.dtype.str for k, a in arrays.items() if k not in skip})
+        skip = set(codec.STEP_SCALARS)
+        return {k: (tuple(a.shape[1:]), a.dtype.str) for k, a in arrays.items() if k not in skip}
 
     def _publish_policy(self, onnx_bytes: bytes, version: int) -> None:
         self.pub_policy.publish(codec.encode_policy(onnx_bytes, version, {"kind": self.kind}))

@@ -1,9 +1,10 @@
 """The learner's work loop, in its own thread, ROS-free.
 
 Incoming steps arrive in a queue (from the learner node's subscription); this thread alone
-touches the replay and the agent: drain the queue into replay, run gradient updates up to
-`utd` per received step, and hand a freshly exported ONNX actor to `publish` every
-`publish_every` updates.
+touches the replay and the agent: drain the queue into replay (robot_rl.data.replay.MixedReplay:
+every step to the online side, the human's stretches to the demo side too), run gradient
+updates up to `utd` per received step, and hand a freshly exported ONNX actor to `publish`
+every `publish_every` updates.
 """
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_rl.training.ingest import Ingest
 
 
 class Trainer:
-    def __init__(self, agent, ingest: Ingest, sample, publish, *, utd: float, batch_size: int,
-                 min_steps: int, publish_every: int, version: int = 0):
+    def __init__(self, agent, replay, publish, *, utd: float, batch_size: int, min_steps: int,
+                 publish_every: int, version: int = 0, seed: int = 0):
         self.agent = agent
-        self.ingest = ingest
-        self.sample = sample  # (batch_size) -> batch
+        self.replay = replay  # MixedReplay
+        self.rng = np.random.default_rng(seed)
+        self.steps = 0  # online steps ingested
+        self.episodes = 0
         self.publish = publish  # (onnx bytes, version) -> None
         self.utd = float(utd)
         self.batch_size = int(batch_size)
@@ -69,9 +71,11 @@ class Trainer:
             while True:
                 kind, payload = item
                 if kind == "step":
-                    self.ingest.add_step(payload)
+                    self.replay.add_step(payload)
+                    self.steps += 1
                 else:
-                    self.ingest.end_episode(payload)
+                    self.replay.end_episode(payload)
+                    self.episodes += 1
                 item = self.inbox.get_nowait()
         except queue.Empty:
             pass
@@ -79,11 +83,12 @@ class Trainer:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                due = self.ingest.steps >= self.min_steps and self.updates < self.utd * self.ingest.steps
+                due = (self.steps >= self.min_steps and self.updates < self.utd * self.steps
+                       and self.replay.online.has_samples)
                 self._drain(block=not due)
                 if not due:
                     continue
-                self.metrics = self.agent.update(self.sample(self.batch_size))
+                self.metrics = self.agent.update(self.replay.sample(self.batch_size, self.rng))
                 self.updates += 1
                 if self.updates % self.publish_every == 0:
                     self.version += 1
