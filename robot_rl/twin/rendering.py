@@ -18,7 +18,13 @@ class CameraRenderer:
 
     def render(self, data: mujoco.MjData, camera: str) -> np.ndarray:
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, self.height, self.width)
+            try:
+                self._renderer = mujoco.Renderer(self.model, self.height, self.width)
+            except mujoco.FatalError as e:
+                raise RuntimeError(
+                    f"cannot open an OpenGL context ({e}); headless machines need MUJOCO_GL=egl "
+                    "set before mujoco is first imported (importing robot_rl.twin first does it)"
+                ) from e
         self._renderer.update_scene(data, camera=camera)
         return self._renderer.render()  # a new uint8 (H, W, 3) array
 

@@ -107,8 +107,9 @@ def _add_camera(spec: mujoco.MjSpec, cam: CameraCalibration) -> None:
     c.resolution = [cam.width, cam.height]
     c.sensor_size = [cam.width * p, cam.height * p]
     c.focal_length = [cam.fx * p, cam.fy * p]
-    # Offset of the principal point from the sensor centre, pixel centres at +0.5, y up.
-    c.principal_length = [(cam.cx + 0.5 - cam.width / 2) * p, (cam.height / 2 - cam.cy - 0.5) * p]
+    # MuJoCo's principal offset is (sensor centre - principal point) on both axes (measured by
+    # tests/test_twin_cameras.py); OpenCV pixel centres sit at integers, hence the +0.5.
+    c.principal_length = [(cam.width / 2 - cam.cx - 0.5) * p, (cam.height / 2 - cam.cy - 0.5) * p]
 
 
 def _arm_joints_without_actuator(model: mujoco.MjModel, cfg: TwinConfig) -> list:
