@@ -1,0 +1,89 @@
+"""Deployed-actor latency on one CPU thread: the exported one-step ONNX actor (onnxruntime,
+intra_op_num_threads=1) vs the multi-step flow sampler in PyTorch (torch.set_num_threads(1)) on
+the same single observations, state-only and with two 128x128 cameras (default AgentConfig).
+Targets: ONNX p99 <= 1 ms and <= 1/10 of the multi-step sampler.
+
+    PYTHONPATH=. python bench/bench_inference.py --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from robot_rl.learn import make_agent
+from robot_rl.learn.synthetic import STATE_SPEC, camera_spec, random_obs
+
+
+def latencies(fn, inputs, warmup: int = 20) -> np.ndarray:
+    for x in inputs[:warmup]:
+        fn(x)
+    out = []
+    for x in inputs:
+        t = time.perf_counter()
+        fn(x)
+        out.append(time.perf_counter() - t)
+    return np.asarray(out) * 1e3  # ms
+
+
+def stats(ms: np.ndarray) -> dict:
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": int(ms.size)}
+
+
+def bench_spec(name, spec, n, tmp) -> dict:
+    agent = make_agent("flow", spec, 4, {}, device="cpu")
+    path = os.path.join(tmp, f"{name}.onnx")
+    agent.export_onnx(path, version=1)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    obs = [{k: v for k, v in random_obs(spec, 1, rng).items()} for _ in range(n)]
+    names = [i.name for i in sess.get_inputs()]
+    onnx_ms = latencies(lambda o: sess.run(["actions"], {k: o[k] for k in names}), obs)
+    multi_ms = latencies(lambda o: agent.act_multistep(o), obs)
+    one_torch_ms = latencies(lambda o: agent.act(o), obs)
+    row = {"obs": name, "flow_steps": agent.cfg.flow_steps, "onnx_one_step": stats(onnx_ms),
+           "torch_multi_step": stats(multi_ms), "torch_one_step": stats(one_torch_ms)}
+    row["ratio_p99"] = row["onnx_one_step"]["p99_ms"] / row["torch_multi_step"]["p99_ms"]
+    row["ratio_p50"] = row["onnx_one_step"]["p50_ms"] / row["torch_multi_step"]["p50_ms"]
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--n", type=int, default=None, help="timed calls per variant")
+    ap.add_argument("--out", default="bench/out/bench_inference.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    n = args.n or (200 if args.quick else 2000)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, spec in (("state", STATE_SPEC), ("2x128px", camera_spec(("front", "wrist"), 128))):
+            r = bench_spec(name, spec, n, tmp)
+            rows.append(r)
+            o, m, t = r["onnx_one_step"], r["torch_multi_step"], r["torch_one_step"]
+            print(f"{name:8s} ONNX one-step p50 {o['p50_ms']:.3f} p99 {o['p99_ms']:.3f} ms | "
+                  f"torch {r['flow_steps']}-step p50 {m['p50_ms']:.3f} p99 {m['p99_ms']:.3f} ms | "
+                  f"torch one-step p50 {t['p50_ms']:.3f} ms | ratio p99 {r['ratio_p99']:.3f} p50 {r['ratio_p50']:.3f}",
+                  flush=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "onnxruntime": ort.__version__, "torch": torch.__version__}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+    print("machine:", machine)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""ROS-free sim training: scripted-expert demos, then online RL with chunked open-loop execution,
+optional simulated interventions, periodic evaluation logged against environment steps.
+
+    PYTHONPATH=. python -m robot_rl.learn.train_sim --task pick_cube --kind flow --seed 0 \
+        --env-steps 30000 --n-demos 20 --utd 20 --out runs/pick_cube_flow_s0
+
+Budget: `env_steps` counts online steps (policy and intervention); demo collection is reported
+separately as `demo_steps`. After every executed chunk of k steps the agent takes k updates of
+`utd` critic steps each (RLPD's UTD, see Agent.update). Evaluation runs the deterministic
+deployed actor (one-step flow with z = 0, SAC mean, or the BC sampler) on its own env seed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+
+import numpy as np
+
+from robot_rl.data.replay import MixedReplay
+from robot_rl.learn.agent import make_agent
+from robot_rl.spec import ObsSpec
+
+CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "episodes", "demo_steps", "wall_s")
+
+
+def _success(info: dict, reward: float) -> bool:
+    for key in ("success", "is_success"):
+        if key in info:
+            return bool(info[key])
+    return reward > 0
+
+
+def _schema(env) -> dict:
+    """The replay schema {key: (shape, dtype)}: the env's observation keys plus "action"."""
+    spec = ObsSpec.from_space(env.observation_space)
+    schema = {k: (tuple(s), spec.dtypes[k]) for k, s in spec.shapes.items()}
+    schema["action"] = ((int(env.action_space.shape[0]),), "<f4")
+    return schema
+
+
+def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int | None = None) -> tuple[int, int]:
+    """Roll out the scripted expert until n_demos successful episodes are on the demo side.
+    Returns (episodes kept, env steps spent, failures included)."""
+    kept = steps = tries = 0
+    max_tries = max_tries or 3 * n_demos + 5
+    while kept < n_demos and tries < max_tries:
+        obs, _ = env.reset(seed=seed + tries)
+        expert.reset()
+        rows, done, success = [], False, False
+        while not done:
+            action = np.asarray(expert.act(obs), np.float32)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            rows.append({**obs, "action": action, "reward": np.float32(reward), "terminated": bool(terminated)})
+            success = success or _success(info, reward)
+            done, obs = terminated or truncated, next_obs
+        steps += len(rows)
+        tries += 1
+        if success:
+            episode = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+            replay.demo.add_episode(episode, obs, is_demo=True)
+            kept += 1
+    if kept < n_demos:
+        raise RuntimeError(f"the scripted expert succeeded in only {kept}/{tries} episodes (wanted {n_demos})")
+    return kept, steps
+
+
+def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float]:
+    """Success rate and mean return of the deterministic deployed policy, chunks run open-loop."""
+    successes, returns = 0, []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done, success, ret = False, False, 0.0
+        while not done:
+            for action in agent.act(obs, deterministic=True):
+                obs, reward, terminated, truncated, info = env.step(action)
+                ret += float(reward)
+                success = success or _success(info, reward)
+                done = terminated or truncated
+                if done:
+                    break
+        successes += success
+        returns.append(ret)
+    return successes / max(episodes, 1), float(np.mean(returns))
+
+
+class _Log:
+    """CSV always; TensorBoard too when the tensorboard package is installed."""
+
+    def __init__(self, out_dir: str | None):
+        self.rows, self.tb, self.path = [], None, None
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+            self.path = os.path.join(out_dir, "progress.csv")
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(CSV_FIELDS)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(out_dir)
+            except ImportError:
+                pass
+
+    def write(self, row: dict, metrics: dict):
+        self.rows.append(row)
+        if self.path:
+            with open(self.path, "a", newline="") as f:
+                csv.writer(f).writerow([row[k] for k in CSV_FIELDS])
+        if self.tb:
+            for k in ("success_rate", "mean_return"):
+                self.tb.add_scalar(f"eval/{k}", row[k], row["env_steps"])
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"train/{k}", v, row["env_steps"])
+
+    def close(self):
+        if self.tb:
+            self.tb.close()
+
+
+def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
+        utd: int | None = None, cfg: dict | None = None, gamma: float = 0.99, cameras=(),
+        expert_noise: float = 0.1, intervention_prob: float = 0.0, learning_starts: int = 0,
+        pretrain_updates: int = 0, eval_every: int = 1000, eval_episodes: int = 10,
+        out_dir: str | None = None, device="auto", progress: bool = True,
+        env_fn=None, expert_fn=None) -> list[dict]:
+    """Train one agent on one twin task; returns the evaluation log (also written as CSV).
+
+    env_fn(task, cameras, seed) and expert_fn(task, noise, seed) default to robot_rl.twin's
+    make_env / make_expert. intervention_prob: chance per chunk that the expert takes over
+    (HIL-SERL style; those steps also go to the demo side).
+    """
+    import torch
+
+    if env_fn is None or expert_fn is None:
+        from robot_rl import twin
+
+        env_fn = env_fn or (lambda t, c, s: twin.make_env(t, cameras=c, seed=s))
+        expert_fn = expert_fn or (lambda t, n, s: twin.make_expert(t, noise=n, seed=s))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    env, eval_env = env_fn(task, tuple(cameras), seed), env_fn(task, tuple(cameras), seed + 10_000)
+    expert = expert_fn(task, expert_noise, seed)
+    spec = ObsSpec.from_space(env.observation_space)
+    cfg = dict(cfg or {}, seed=seed)
+    if utd is not None:
+        cfg["utd"] = int(utd)
+    agent = make_agent(kind, spec, int(env.action_space.shape[0]), cfg, device=device)
+    c = agent.cfg
+    replay = MixedReplay.create(_schema(env), capacity=2 * env_steps + 1000, chunk=c.chunk_len, gamma=gamma)
+    _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000)
+    for _ in range(pretrain_updates):
+        agent.update(replay.sample(c.batch_size, rng))
+
+    log, t0 = _Log(out_dir), time.time()
+
+    def log_eval(step, metrics):
+        sr, ret = evaluate(eval_env, agent, eval_episodes, seed + 10_000)
+        row = {"env_steps": step, "updates": agent.num_updates, "success_rate": sr, "mean_return": ret,
+               "episodes": episodes, "demo_steps": demo_steps, "wall_s": round(time.time() - t0, 1)}
+        log.write(row, metrics)
+        return sr
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=env_steps, desc=f"{task}/{kind}/s{seed}", unit="step")
+    step, episodes, metrics, next_eval = 0, 0, {}, 0
+    obs, _ = env.reset(seed=seed)
+    expert.reset()
+    while step < env_steps:
+        if step >= next_eval:
+            sr = log_eval(step, metrics)
+            next_eval += eval_every
+            if bar:
+                bar.set_postfix(success=f"{sr:.2f}")
+        intervene = rng.random() < intervention_prob
+        chunk = None if intervene else agent.act(obs, deterministic=False)
+        done, k = False, 0
+        for i in range(c.chunk_len):
+            action = np.asarray(expert.act(obs) if intervene else chunk[i], np.float32)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            replay.add_step({**obs, "action": action, "reward": np.float32(reward),
+                             "terminated": bool(terminated), "intervened": intervene})
+            obs, k, done = next_obs, k + 1, terminated or truncated
+            if done:
+                break
+        step += k
+        if bar:
+            bar.update(k)
+        if done:
+            replay.end_episode(obs)
+            episodes += 1
+            obs, _ = env.reset()
+            expert.reset()
+        if step >= learning_starts and replay.online.has_samples:
+            for _ in range(k):
+                metrics = agent.update(replay.sample(c.batch_size * c.utd, rng), n_critic_steps=c.utd)
+    log_eval(step, metrics)
+    if bar:
+        bar.close()
+    log.close()
+    if out_dir:
+        agent.save(os.path.join(out_dir, "agent.pt"))
+        agent.export_onnx(os.path.join(out_dir, "actor.onnx"), version=agent.num_updates)
+    return log.rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="pick_cube")
+    ap.add_argument("--kind", default="flow", choices=("flow", "sac", "bc"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--env-steps", type=int, default=30_000)
+    ap.add_argument("--n-demos", type=int, default=20)
+    ap.add_argument("--utd", type=int, default=None)
+    ap.add_argument("--config", default=None, help="YAML file with AgentConfig keys")
+    ap.add_argument("--gamma", type=float, default=0.99)
+    ap.add_argument("--cameras", default="", help="comma-separated camera names (empty: state-only)")
+    ap.add_argument("--intervention-prob", type=float, default=0.0)
+    ap.add_argument("--pretrain-updates", type=int, default=0)
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--eval-episodes", type=int, default=10)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    cfg = None
+    if args.config:
+        import yaml
+
+        with open(args.config) as f:
+            cfg = yaml.safe_load(f) or {}
+    rows = run(args.task, args.kind, args.seed, args.env_steps, args.n_demos, args.utd, cfg, args.gamma,
+               tuple(c for c in args.cameras.split(",") if c), intervention_prob=args.intervention_prob,
+               pretrain_updates=args.pretrain_updates, eval_every=args.eval_every,
+               eval_episodes=args.eval_episodes, out_dir=args.out, device=args.device)
+    print(f"final success rate {rows[-1]['success_rate']:.2f} after {rows[-1]['env_steps']} env steps")
+
+
+if __name__ == "__main__":
+    main()
