@@ -6,6 +6,7 @@ grace period.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,11 +18,15 @@ from robot_rl.graph import NodeSpec
 
 
 def ros_arg(value) -> str:
-    """A Python value as a `-p name:=value` literal (YAML syntax, as rcl parses it)."""
+    """A Python value as a YAML scalar, as rcl parses parameter files."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f'"{value}"' if value == "" or value.strip() != value else value
+        try:  # "20" from the command line stays a number; anything else is quoted
+            float(value)
+            return value
+        except ValueError:
+            return json.dumps(value)
     return str(value)
 
 
@@ -36,12 +41,20 @@ class Graph:
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, object] = {}
 
+    def overrides_file(self) -> Path:
+        """The run's overrides as a second params file: a node's own section in the first file
+        would win over `-p` (a wildcard rule), while a later file's section wins over both."""
+        path = self.run_dir / "overrides.yaml"
+        lines = []
+        for spec in self.nodes:
+            lines += [f"{spec.name}:", "  ros__parameters:"]
+            lines += [f"    {k}: {ros_arg(v)}" for k, v in self.overrides.items()] or ["    {}"]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     def command(self, spec: NodeSpec) -> list[str]:
-        cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}",
-               "--params-file", self.params_file]
-        for k, v in self.overrides.items():
-            cmd += ["-p", f"{k}:={ros_arg(v)}"]
-        return cmd
+        return [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}",
+                "--params-file", self.params_file, "--params-file", str(self.overrides_file())]
 
     def start(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -78,9 +78,10 @@ class Qos:
 SENSOR_QOS = Qos(depth=10)
 SENSOR_QOS_BEST_EFFORT = Qos(depth=10, reliable=False)
 COMMAND_QOS = Qos(depth=10)
-# A deep reliable queue: a slow learner costs learning time, never transitions (and the
-# actor's zarr store holds everything anyway).
-TRANSITIONS_QOS = Qos(depth=5000)
+# Reliable and latched with a deep history: a slow learner costs learning time, never
+# transitions, and a learner that (re)starts late still gets the last `depth` steps (older ones
+# are in the actor's zarr store, which a learner can load with its `demos`/store parameter).
+TRANSITIONS_QOS = Qos(depth=1000, transient_local=True)
 # Latched: a late actor gets the newest policy, a late subscriber the current engaged state.
 POLICY_QOS = Qos(depth=1, transient_local=True)
 STATE_QOS = Qos(depth=1, transient_local=True)

@@ -41,10 +41,13 @@ class ActorNode(Node):
             raise ValueError(f"actor.trigger must be timer or observation, not {self.trigger!r}")
         self.teleop_wait_s = param(self, "teleop_wait_s", 0.5)
         self.max_steps = int(param(self, "max_steps", 0))
+        # Sim: start acting only once a learner listens, so a run's first steps reach it too.
+        self.wait_for_learner = bool(param(self, "wait_for_learner", False))
         self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))
         self.state_based = not self.cameras
 
         self.latest: dict = {}  # topic -> newest message
+        self.sets: dict[int, dict] = {}  # lock-step: stamp -> {topic: message}, until ticked
         self.last_tick_key = -1
         self.waiting_since: float | None = None
         self.policy: OnnxPolicy | None = None
@@ -93,10 +96,13 @@ class ActorNode(Node):
     def _on_sensor(self, topic: str, msg) -> None:
         self.latest[topic] = msg
         if self.trigger == "observation":
+            key = codec.stamp_key(msg.header.stamp)
+            if key > self.last_tick_key:
+                self.sets.setdefault(key, {})[topic] = msg
             self._try_lockstep_tick()
 
     def _on_teleop(self, topic: str, msg) -> None:
-        self.latest[topic] = msg
+        self.latest[topic] = msg  # answers one observation: its stamp says which
         if self.trigger == "observation":
             self._try_lockstep_tick()
 
@@ -132,19 +138,39 @@ class ActorNode(Node):
         return None if msg is None else codec.stamp_key(msg.header.stamp)
 
     def _try_lockstep_tick(self) -> None:
-        stamps = [self._stamp(t) for t in self.required]
-        if None in stamps or len(set(stamps)) != 1 or stamps[0] <= self.last_tick_key:
+        """Tick on every complete observation, in stamp order: the twin may publish a terminal
+        observation and the next episode's first back to back, and both matter."""
+        if self.wait_for_learner and self.count_subscribers(C.TRANSITIONS) == 0:
+            self.sets.clear()  # not started: the twin holds still meanwhile, nothing to log
             return
-        key = stamps[0]
-        if self.count_publishers(C.TELEOP_TWIST) > 0 and not self._teleop_answered(key):
-            now = time.monotonic()
-            if self.waiting_since is None:
-                self.waiting_since = now
-            if now - self.waiting_since < self.teleop_wait_s:
-                return  # the scripted human is still deciding about this observation
-        self.waiting_since = None
-        self.last_tick_key = key
-        self._tick(age_override=0.0)
+        while self.sets:
+            key = min(self.sets)
+            msgs = self.sets[key]
+            if len(msgs) < len(self.required):
+                if len(self.sets) > 50:  # an observation that never completes must not stall us
+                    self.get_logger().warning("dropping an incomplete observation")
+                    del self.sets[key]
+                    continue
+                return
+            terminal = self._is_terminal(msgs)
+            if not terminal and self.count_publishers(C.TELEOP_TWIST) > 0 and not self._teleop_answered(key):
+                now = time.monotonic()
+                if self.waiting_since is None:
+                    self.waiting_since = now
+                if now - self.waiting_since < self.teleop_wait_s:
+                    return  # the scripted human is still deciding about this observation
+            self.waiting_since = None
+            del self.sets[key]
+            self.last_tick_key = key
+            self._tick(msgs, age_override=0.0)
+
+    @staticmethod
+    def _is_terminal(msgs: dict) -> bool:
+        try:
+            st = codec.status_from_msg(msgs[C.TASK_STATUS])
+        except codec.CodecError:
+            return False
+        return st["terminated"] or st["truncated"]
 
     def _teleop_answered(self, key: int) -> bool:
         return self._stamp(C.TELEOP_TWIST) == key and self._stamp(C.TELEOP_GRIPPER) == key
@@ -153,15 +179,15 @@ class ActorNode(Node):
         if any(self.latest.get(t) is None for t in self.required):
             self._publish(np.zeros(6), -1.0)  # nothing heard yet: hold
             return
-        self._tick(age_override=None)
+        self._tick(dict(self.latest), age_override=None)
 
-    def _tick(self, age_override: float | None) -> None:
+    def _tick(self, msgs: dict, age_override: float | None) -> None:
         self.ticks += 1
         now = self.get_clock().now().nanoseconds * 1e-9
-        obs_t = min(codec.from_stamp(self.latest[t].header.stamp) for t in self.required)
+        obs_t = min(codec.from_stamp(msgs[t].header.stamp) for t in self.required)
         age = age_override if age_override is not None else max(0.0, now - obs_t)
         try:
-            obs, status = self._observation()
+            obs, status = self._observation(msgs)
         except codec.CodecError as e:
             self._hold(f"bad observation: {e}")
             return
@@ -170,7 +196,12 @@ class ActorNode(Node):
         if self.finished:
             self._hold("step budget spent")
             return
-        if not self.log.observe(obs, status):
+        acting = self.log.observe(obs, status)
+        if self.max_steps and self.log.steps_logged >= self.max_steps:
+            self.finished = True  # exactly max_steps steps are logged
+            self._hold("step budget spent")
+            return
+        if not acting:
             return  # terminal observation: the twin resets, nothing to command
         intervened = False
         action = None
@@ -196,8 +227,6 @@ class ActorNode(Node):
         executed = self.action_spec.from_command(result.twist, result.grip)
         self.log.act(obs, executed, intervened, self._version(), obs_t, eval_mode=False)
         self.versions_used.add(self._version())
-        if self.max_steps and self.log.steps_logged + 1 >= self.max_steps:
-            self.finished = True  # this step completes with the next observation
 
     def _teleop_fresh(self, obs_t: float) -> bool:
         msg, grip = self.latest.get(C.TELEOP_TWIST), self.latest.get(C.TELEOP_GRIPPER)
@@ -206,13 +235,13 @@ class ActorNode(Node):
         age = obs_t - codec.from_stamp(msg.header.stamp)
         return -1e-9 <= age <= self.safety.cfg.stale_timeout_s
 
-    def _observation(self) -> tuple[dict, dict]:
-        obs = {"proprio": codec.proprio_from_msgs(self.latest[C.JOINT_STATES], self.latest[C.EE_POSE], self.gripper_joints)}
+    def _observation(self, msgs: dict) -> tuple[dict, dict]:
+        obs = {"proprio": codec.proprio_from_msgs(msgs[C.JOINT_STATES], msgs[C.EE_POSE], self.gripper_joints)}
         if self.state_based:
-            obs["object"] = codec.object_from_msg(self.latest[C.OBJECT_POSES])
+            obs["object"] = codec.object_from_msg(msgs[C.OBJECT_POSES])
         for cam in self.cameras:
-            obs[cam] = codec.image_from_msg(self.latest[C.camera_topic(cam)])
-        return obs, codec.status_from_msg(self.latest[C.TASK_STATUS])
+            obs[cam] = codec.image_from_msg(msgs[C.camera_topic(cam)])
+        return obs, codec.status_from_msg(msgs[C.TASK_STATUS])
 
     def _hold(self, reason: str) -> None:
         self._count_hold((reason,))
