@@ -1,6 +1,10 @@
 """The twin env: gymnasium contract, accessors, experts, determinism (state-only, fast)."""
-import numpy as np
-import pytest
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco's first import, for the render tests
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 gym = pytest.importorskip("gymnasium")
 pytest.importorskip("mujoco")
