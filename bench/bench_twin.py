@@ -3,6 +3,7 @@
     PYTHONPATH=. python bench/bench_twin.py            # full (a few minutes on a 2-core CPU)
     PYTHONPATH=. python bench/bench_twin.py --quick    # a smoke run (~1 min)
     PYTHONPATH=. python bench/bench_twin.py --cameras-png docs/img/cameras.png   # only the figure
+    PYTHONPATH=. python bench/bench_twin.py --experts 100   # only scripted-expert success rates
 
 Prints one line per configuration (median over repeats of steps/s) and writes
 bench/out/bench_twin.json. Actions are seeded random ones (episodes reset on truncation), so
@@ -100,12 +101,39 @@ def cameras_png(path: str, size: int = 128) -> None:
     print(f"wrote {path}")
 
 
+def expert_success(episodes: int) -> None:
+    """Success rate of the scripted experts, state-only, seeded episodes."""
+    from robot_rl.twin import make_expert
+
+    for task, params in (("pick_cube", {}), ("peg_insert", {}), ("peg_insert", {"peg_start": "table"})):
+        env = make_env(task, task_params=params)
+        for noise in (0.0, 0.1, 0.2):
+            expert = make_expert(task, noise=noise, seed=0, task_params=params)
+            wins, lengths = 0, []
+            for ep in range(episodes):
+                obs, _ = env.reset(seed=10_000 + ep)
+                expert.reset()
+                for t in range(env.max_episode_steps):
+                    obs, _, term, trunc, info = env.step(expert.act(obs))
+                    if term or trunc:
+                        break
+                wins += info["success"]
+                lengths.append(t + 1)
+            label = f"{task} {params or ''} noise {noise}"
+            print(f"{label:<48s} success {wins}/{episodes} ({100 * wins / episodes:.0f} %), "
+                  f"median length {int(np.median(lengths))} steps", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short runs, fewer configurations")
     ap.add_argument("--out", default="bench/out/bench_twin.json")
     ap.add_argument("--cameras-png", metavar="PATH", help="only render the camera figure to PATH")
+    ap.add_argument("--experts", type=int, metavar="N", help="only the experts' success over N episodes")
     args = ap.parse_args(argv)
+    if args.experts:
+        expert_success(args.experts)
+        return
     if args.cameras_png:
         cameras_png(args.cameras_png)
         return
