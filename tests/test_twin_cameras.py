@@ -143,3 +143,34 @@ def test_rendered_observation_images():
         assert img.shape == (64, 64, 3) and img.dtype == np.uint8
         assert img.std() > 5  # not a blank frame
     np.testing.assert_array_equal(env.render("front"), obs["front"])
+
+
+def test_camera_on_a_site_parent(tmp_path):
+    """A hand-eye result given in the ee (TCP) site frame lands at site pose @ extrinsic."""
+    cell = tmp_path / "cell.yaml"
+    cell.write_text(
+        "cameras:\n  wrist:\n    {width: 64, height: 48, fx: 40, fy: 40, cx: 31.5, cy: 23.5, parent: ee,\n"
+        "     extrinsic: {position: [0.05, 0.0, -0.08], quaternion_wxyz: [1, 0, 0, 0]}}\n"
+    )
+    env = make_env("pick_cube", cameras=("wrist",), cell=str(cell), seed=0)
+    site = env.ee_site
+    pose = np.eye(4)
+    pose[:3, :3] = env.data.site_xmat[site].reshape(3, 3)
+    pose[:3, 3] = env.data.site_xpos[site]
+    expected = pose @ load_cell(cell).camera("wrist").extrinsic
+    cam = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, "wrist")
+    np.testing.assert_allclose(env.data.cam_xpos[cam], expected[:3, 3], atol=1e-6)
+    np.testing.assert_allclose(env.data.cam_xmat[cam].reshape(3, 3) @ np.diag([1, -1, -1]),
+                               expected[:3, :3], atol=1e-6)
+
+
+def test_same_seed_same_images():
+    imgs = []
+    for _ in range(2):
+        env = make_env("pick_cube", cameras=("front", "wrist"), image_size=48, randomize=True)
+        obs, _ = env.reset(seed=9)
+        obs, *_ = env.step(np.array([0.3, -0.2, -0.4, 1.0], np.float32))
+        imgs.append((obs["front"], obs["wrist"]))
+        env.close()
+    for a, b in zip(*imgs):
+        np.testing.assert_array_equal(a, b)

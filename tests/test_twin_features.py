@@ -36,6 +36,20 @@ def test_rotation_actions_turn_the_gripper_and_keep_the_position():
     assert np.linalg.norm(obs["proprio"][:3] - p0) < 0.005
 
 
+def test_expert_drives_a_7d_env_through_its_config():
+    env = make_env("pick_cube", rotation=True)
+    expert = make_expert(config=env.cfg)
+    obs, _ = env.reset(seed=0)
+    expert.reset()
+    for _ in range(100):
+        a = expert.act(obs)
+        assert a.shape == (7,) and a.dtype == np.float32
+        obs, _, term, trunc, info = env.step(a)
+        if term or trunc:
+            break
+    assert info["success"]
+
+
 def test_without_rotation_the_orientation_is_held_down():
     env = make_env("pick_cube")
     obs, _ = env.reset(seed=4)

@@ -44,7 +44,7 @@ class TwinEnv(gym.Env):
     def __init__(self, config: TwinConfig | None = None, render_mode: str | None = None):
         self.cfg = cfg = config or TwinConfig()
         self.render_mode = render_mode
-        self.spec_action = cfg.action_spec
+        self.action_spec = cfg.action_spec
         self.cell = load_cell(cfg.cell or asset_path("calibration", "default_cell.yaml"))
         for name in cfg.cameras:
             self.cell.camera(name)  # KeyError naming the cameras the cell has
@@ -90,11 +90,12 @@ class TwinEnv(gym.Env):
         for name in self.camera_names:
             spaces[name] = gym.spaces.Box(0, 255, (H, W, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.spec_action.dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
         self._queue: deque = deque()
         self._latency = cfg.latency_steps
         self._steps = 0
         self._grip_cmd = -1.0
+        self._clock_base = -self.control_dt  # the first reset brings it to 0
 
     def _arm_actuators(self) -> np.ndarray:
         m, r = self.model, self.cfg.robot
@@ -110,6 +111,7 @@ class TwinEnv(gym.Env):
         rng = self.np_random
         m, d = self.model, self.data
         extra_latency = self.randomizer.apply(rng)
+        self._clock_base += d.time + self.control_dt  # the settle step below counts too
         mujoco.mj_resetData(m, d)
         d.qpos[self.arm_qpos] = self.cfg.robot.home_qpos
         start = np.asarray(self.cfg.home_ee_pos) + rng.uniform(-1, 1, 3) * self.cfg.init_ee_noise
@@ -132,15 +134,15 @@ class TwinEnv(gym.Env):
 
     def step(self, action):
         a = np.asarray(action, np.float32).reshape(-1)
-        if a.shape != (self.spec_action.dim,):
-            raise ValueError(f"action has shape {a.shape}, expected ({self.spec_action.dim},)")
+        if a.shape != (self.action_spec.dim,):
+            raise ValueError(f"action has shape {a.shape}, expected ({self.action_spec.dim},)")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action has non-finite values: {a}")
         if self._latency:
             self._queue.append(a)
             a = self._queue.popleft() if len(self._queue) > self._latency else None
         if a is not None:
-            twist, grip = self.spec_action.to_command(a)
+            twist, grip = self.action_spec.to_command(a)
             self.controller.command(twist, self.control_dt)
             self._grip_cmd = grip
             self._apply_grip(grip)
@@ -171,7 +173,9 @@ class TwinEnv(gym.Env):
     # ------------------------------------------------------------------ accessors (ROS twin node)
     @property
     def sim_time(self) -> float:
-        return float(self.data.time)
+        """Seconds of simulated time since the env was made: monotonic across resets, so the
+        ROS twin node can publish it as /clock."""
+        return float(self._clock_base + self.data.time)
 
     def robot_state(self) -> dict:
         d = self.data
@@ -231,4 +235,4 @@ class TwinEnv(gym.Env):
     def _info(self, success: bool | None = None) -> dict:
         if success is None:
             success = self.task.success(self.data)
-        return {"success": bool(success), "sim_time": self.sim_time}
+        return {"success": bool(success)}

@@ -135,6 +135,9 @@ class PegInsertExpert(_Expert):
         if self.phase == "carry":
             goal_tip = rim + [0.0, 0.0, 0.015]
             err = goal_tip - peg
+            if np.linalg.norm(err[:2]) > 0.01 and peg[2] < rim[2] + 0.01:
+                # clear the block's rim before going sideways (a peg picked from the table)
+                return self._action(ee, ee + [0.0, 0.0, rim[2] + 0.02 - peg[2]], 1.0)
             if np.linalg.norm(err[:2]) < 0.0015 and abs(err[2]) < 0.01:
                 self.phase = "insert"
             near = np.linalg.norm(err) < 0.015
@@ -160,8 +163,11 @@ EXPERTS = {PickCubeExpert.task: PickCubeExpert, PegInsertExpert.task: PegInsertE
 
 
 def make_expert(task: str = "pick_cube", noise: float = 0.0, seed=None, task_params=None,
-                action_spec: ActionSpec | None = None):
-    """Scripted expert for a twin task; task_params / action_spec must match the env's."""
+                action_spec: ActionSpec | None = None, config=None):
+    """Scripted expert for a twin task. Its task_params and action_spec must match the env's:
+    pass them, or the env's TwinConfig as `config` (then task comes from it too)."""
+    if config is not None:
+        task, task_params, action_spec = config.task, config.task_params, config.action_spec
     if task not in EXPERTS:
         raise ValueError(f"no expert for task {task!r}; experts exist for {sorted(EXPERTS)}")
     return EXPERTS[task](task_params=task_params, noise=noise, seed=seed, action_spec=action_spec)

@@ -6,8 +6,26 @@ cameras at the configured image size. Shadows and multisampling are set in the m
 """
 from __future__ import annotations
 
+import os
+
 import mujoco
 import numpy as np
+
+
+def _headless_fallback() -> None:
+    """If mujoco was imported before MUJOCO_GL was set (so it chose GLFW) on a machine with no
+    display, render through EGL instead of failing (GLFW aborts the process without a display)."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    try:
+        from mujoco.rendering.classic import gl_context
+    except ImportError:
+        return
+    if getattr(gl_context, "_MUJOCO_GL", None) != "":  # the user chose a backend: keep it
+        return
+    from mujoco.egl import GLContext
+
+    gl_context.GLContext = GLContext
 
 
 class CameraRenderer:
@@ -18,6 +36,7 @@ class CameraRenderer:
 
     def render(self, data: mujoco.MjData, camera: str) -> np.ndarray:
         if self._renderer is None:
+            _headless_fallback()
             try:
                 self._renderer = mujoco.Renderer(self.model, self.height, self.width)
             except mujoco.FatalError as e:

@@ -66,7 +66,7 @@ def _robot_spec(cfg: TwinConfig) -> mujoco.MjSpec:
 def _add_cell(spec: mujoco.MjSpec, cfg: TwinConfig) -> None:
     """sim/cell.xml (table, floor, lights) with its physics and render settings."""
     cell = mujoco.MjSpec.from_file(str(asset_path("sim", "cell.xml")))
-    for name in ("integrator", "cone", "impratio"):
+    for name in ("integrator", "cone", "impratio", "disableflags", "enableflags"):
         setattr(spec.option, name, getattr(cell.option, name))
     spec.option.timestep = cfg.timestep
     for name in ("ambient", "diffuse", "specular"):
@@ -76,9 +76,23 @@ def _add_cell(spec: mujoco.MjSpec, cfg: TwinConfig) -> None:
     spec.visual.global_.offheight = max(int(height), 480)
     spec.visual.quality.shadowsize = 4096 if cfg.render_shadows else 0
     spec.visual.quality.offsamples = int(cfg.render_multisample)
+    _copy_options(spec.option, cell.option)  # identical options: attach reports no conflict
     spec.attach(cell, frame=spec.worldbody.add_frame(), prefix=CELL_PREFIX)
     for light in spec.lights:
         light.castshadow = bool(cfg.render_shadows)
+
+
+def _copy_options(src, dst) -> None:
+    for name in dir(src):
+        if name.startswith("_"):
+            continue
+        value = getattr(src, name)
+        if callable(value):
+            continue
+        try:
+            setattr(dst, name, value)
+        except (AttributeError, TypeError):  # read-only members
+            pass
 
 
 def _add_camera(spec: mujoco.MjSpec, cam: CameraCalibration) -> None:

@@ -59,7 +59,7 @@ class Task:
         raise NotImplementedError
 
     @staticmethod
-    def _free_body(spec, name, pos, mass):
+    def _free_body(spec, name, pos):
         body = spec.worldbody.add_body(name=name, pos=list(pos))
         body.add_freejoint(name=f"{name}_joint")
         return body
@@ -79,7 +79,7 @@ class PickCube(Task):
 
     def build(self, spec):
         h = self.p["cube_half"]
-        body = self._free_body(spec, "cube", (0.5, 0.0, TABLE_Z + h), self.p["cube_mass"])
+        body = self._free_body(spec, "cube", (0.5, 0.0, TABLE_Z + h))
         body.add_geom(name="cube", type=mujoco.mjtGeom.mjGEOM_BOX, size=[h, h, h],
                       mass=self.p["cube_mass"], rgba=[0.85, 0.15, 0.1, 1], condim=4,
                       friction=[1.0, 0.01, 0.001])
@@ -134,7 +134,7 @@ class PegInsert(Task):
 
     def build(self, spec):
         ph, L = self.p["peg_half"], self.p["peg_length"]
-        peg = self._free_body(spec, "peg", (0.5, 0.2, TABLE_Z), self.p["peg_mass"])
+        peg = self._free_body(spec, "peg", (0.5, 0.2, TABLE_Z))
         peg.add_geom(name="peg", type=mujoco.mjtGeom.mjGEOM_BOX, size=[ph, ph, L / 2], pos=[0, 0, L / 2],
                      mass=self.p["peg_mass"], rgba=[0.1, 0.45, 0.85, 1], condim=4, friction=[1.0, 0.01, 0.001])
         w, B, h = ph + self.p["clearance"], self.p["block_half"], self.p["hole_depth"]
