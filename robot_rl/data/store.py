@@ -118,8 +118,9 @@ class EpisodeStore:
 
     @staticmethod
     def _create_array(group, key: str, shape: tuple, dtype: str) -> None:
-        image = is_image(shape, dtype)
-        group.create_array(key, shape=(0,) + shape, chunks=(chunk_rows_for(shape, dtype),) + shape,
+        image = is_image(shape, dtype)  # one frame per chunk: a new file per step, never a rewrite
+        rows = 1 if image else chunk_rows_for(shape, dtype)
+        group.create_array(key, shape=(0,) + shape, chunks=(rows,) + shape,
                            dtype=dtype, compressors=IMAGE_COMPRESSOR if image else None, fill_value=0)
 
     @classmethod
@@ -198,7 +199,7 @@ class EpisodeStore:
                 self._columns[(group, key)] = Column(self.path / group / key, self.fsync)
         if open_start >= 0 and n == open_start:  # an episode begun without steps: forget it
             open_start = -1
-            self._writer.write(n, e, -1)
+            self._commit_now(n, e, -1)
         for (group, key), col in self._columns.items():
             rows = n if group == "data" else e + (group == "meta" and key in EPISODE_STR_FIELDS and open_start >= 0)
             col.resume(rows)

@@ -62,21 +62,22 @@ def step_at(schema: dict, i: int, terminated: bool = False, truncated: bool = Fa
     return step
 
 
-def run_writer(path, schema: dict, seed: int = 0, max_steps: int | None = None, out=None,
+def print_report(kind: str, *values) -> None:
+    print(kind, *values, flush=True)
+
+
+def run_writer(path, schema: dict, seed: int = 0, max_steps: int | None = None, report=print_report,
                realistic_images: bool = False) -> None:
     """Append random-length episodes of step_at() rows to the store at `path` until max_steps.
 
-    After each append_step returns it prints "S <global step index>", after each end_episode
-    "E <episodes>", flushed, so a parent that kills this process knows exactly what completed.
-    Used by the crash and concurrent-reader tests."""
-    import sys
-
+    Reports ("ready", n_steps, n_episodes) once open, ("S", global step index) after each
+    append_step returns and ("E", n_episodes) after each end_episode, so a parent that kills
+    this process knows exactly what completed. Used by the crash and concurrent-reader tests."""
     from robot_rl.data.store import EpisodeStore
 
-    out = out or sys.stdout
     rng = np.random.default_rng(seed)
     store = EpisodeStore.open_or_create(path, schema)
-    print("ready", store.n_steps, store.n_episodes, file=out, flush=True)
+    report("ready", store.n_steps, store.n_episodes)
     while max_steps is None or store.n_steps < max_steps:
         length = int(rng.integers(1, 16))
         store.begin_episode(task="synthetic", source="policy", writer_seed=seed)
@@ -84,9 +85,9 @@ def run_writer(path, schema: dict, seed: int = 0, max_steps: int | None = None, 
             i = store.n_steps
             store.append_step(step_at(schema, i, terminated=t == length - 1 and length % 2 == 0,
                                       realistic_images=realistic_images))
-            print("S", i, file=out, flush=True)
+            report("S", i)
         store.end_episode(obs_at(schema, final_obs_index(store.n_episodes)), success=length % 2 == 0)
-        print("E", store.n_episodes, file=out, flush=True)
+        report("E", store.n_episodes)
     store.close()
 
 
