@@ -51,10 +51,10 @@ GROW_EPISODES = 256
 EPISODE_STR_FIELDS = ("task", "source", "robot", "calibration_id", "extra")
 EPISODE_BOOL_FIELDS = ("success", "interrupted")
 
-# Images: blosc zstd level 3, one frame per chunk (bench/bench_store.py measures ratio and speed,
+# Images: blosc zstd level 1, one frame per chunk (bench/bench_store.py measures ratio and speed,
 # docs/store.md). Low-dim arrays are stored uncompressed so a step is written in place; they are
 # a few dozen bytes a step next to ~10-50 KB of images.
-IMAGE_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.NOSHUFFLE)
+IMAGE_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.NOSHUFFLE)
 
 
 class StoreLockedError(RuntimeError):

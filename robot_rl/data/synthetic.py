@@ -18,8 +18,9 @@ def make_schema(cameras=("front", "wrist"), image_size: int = 128, n_objects: in
     return schema
 
 
-def scene_image(i: int, size: int, seed: int = 0) -> np.ndarray:
-    """A rendered-looking frame: smooth background, a few flat-shaded boxes, a little noise."""
+def scene_image(i: int, size: int, seed: int = 0, noise: float = 2.0) -> np.ndarray:
+    """A rendered-looking frame: smooth background, a few flat-shaded boxes, sensor-like noise
+    of std `noise` (0 for a clean render)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     img = np.empty((size, size, 3), np.float32)
     img[..., 0] = 90 + 60 * yy
@@ -30,7 +31,8 @@ def scene_image(i: int, size: int, seed: int = 0) -> np.ndarray:
         x0, y0 = ((np.array([0.2, 0.5]) + 0.3 * np.sin(0.05 * i + b)) * size).astype(int)
         w = size // (6 + b)
         img[max(y0, 0):y0 + w, max(x0, 0):x0 + w] = [200 - 50 * b, 60 + 60 * b, 40 + 30 * b]
-    img += rng.normal(0, 2.0, img.shape)
+    if noise:
+        img += rng.normal(0, noise, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
