@@ -213,3 +213,39 @@ def test_to_torch_and_prefetch():
     assert b["obs"]["front"].dtype == torch.uint8 and b["actions"].shape == (8, 2, 4)
     t = to_torch(buf.sample(4, rng))
     assert t["next_obs"]["proprio"].shape == (4, 8)
+
+
+def test_sampling_threads_while_adding_never_see_torn_rows():
+    """A writer thread fills a small ring (so rows are overwritten all the time) while two
+    prefetch threads sample: every sampled image matches its step index, obs and next_obs."""
+    import threading
+
+    schema = make_schema(cameras=("front",), image_size=8)
+    buf = ReplayBuffer(schema, capacity=64, chunk=3, gamma=0.9)
+    for i in range(10):
+        buf.add_step(step_at(schema, i))
+    stop = threading.Event()
+
+    def writer():
+        i = 10
+        while not stop.is_set() and i < 20000:
+            buf.add_step(step_at(schema, i))
+            if i % 7 == 6:
+                buf.end_episode(obs_at(schema, i + 1))
+            i += 1
+
+    rng = np.random.default_rng(5)
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        with Prefetcher(lambda: buf.sample(32, rng), depth=2, threads=2) as pf:
+            for _ in range(150):
+                b = next(pf)
+                for part in ("obs", "next_obs"):
+                    idx = b[part]["proprio"][:, 0].astype(np.int64)
+                    np.testing.assert_array_equal(b[part]["front"][:, 1, 1, 0], (idx + 5) % 251)
+                np.testing.assert_array_equal(b["next_obs"]["proprio"][:, 0] - b["obs"]["proprio"][:, 0],
+                                              b["mask"].sum(1))
+    finally:
+        stop.set()
+        t.join()

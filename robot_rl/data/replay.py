@@ -191,10 +191,51 @@ class ReplayBuffer:
         return np.concatenate(picked)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
-        with self._lock:
-            return self._gather(self.sample_indices(batch_size, rng))
+        batch = self.empty_batch(batch_size)
+        self.sample_into(batch, 0, batch_size, rng)
+        return batch
 
-    def _gather(self, g: np.ndarray) -> dict:
+    def empty_batch(self, batch_size: int) -> dict:
+        """Uninitialised batch arrays, to be filled by sample_into."""
+        B, H = int(batch_size), self.chunk
+        return {
+            "obs": {k: np.empty((B,) + s, d) for k, (s, d) in self.obs_fields.items()},
+            "actions": np.empty((B, H, self.action_dim), np.float32),
+            "mask": np.empty((B, H), np.float32),
+            "reward": np.empty(B, np.float32),
+            "discount": np.empty(B, np.float32),
+            "next_obs": {k: np.empty((B,) + s, d) for k, (s, d) in self.obs_fields.items()},
+            "is_demo": np.empty(B, np.float32),
+        }
+
+    def sample_into(self, batch: dict, lo: int, hi: int, rng: np.random.Generator) -> None:
+        """Fill rows [lo, hi) of `batch` (from empty_batch) with uniformly drawn samples, so
+        mixed batches are gathered once, with no concatenation copy.
+
+        The observation copies (the bulk of the work) run outside the lock, so several
+        prefetch threads gather in parallel while another thread adds steps; if the ring
+        overwrote a sampled row meanwhile (only the oldest rows are at risk), that part of the
+        batch is drawn again."""
+        rows = slice(lo, hi)
+        for _ in range(100):
+            with self._lock:
+                g = self.sample_indices(hi - lo, rng)
+                next_g = self._gather_small(g, batch, rows)
+            self._gather_obs(g, next_g, batch, rows)
+            with self._lock:
+                if g.min() >= self._next - self.capacity:
+                    return
+        raise RuntimeError("replay rows are overwritten faster than they can be sampled")
+
+    def _gather(self, g: np.ndarray, out: dict | None = None, rows: slice = slice(None)) -> dict:
+        """The batch for global rows g (no locking)."""
+        if out is None:
+            out = self.empty_batch(len(g))
+        self._gather_obs(g, self._gather_small(g, out, rows), out, rows)
+        return out
+
+    def _gather_small(self, g: np.ndarray, out: dict, rows: slice) -> np.ndarray:
+        """Fill actions, mask, reward, discount, is_demo; return the next-observation rows."""
         cap, H, n = self.capacity, self.chunk, self.nstep
         slot = g % cap
         end = self._end[slot]
@@ -202,24 +243,22 @@ class ReplayBuffer:
         h = np.minimum(n, left)
         h_act = np.minimum(H, left)
         k = np.arange(H)
-        actions = self._action[(g[:, None] + np.minimum(k[None, :], h_act[:, None] - 1)) % cap]
-        mask = (k[None, :] < h_act[:, None]).astype(np.float32)
+        out["actions"][rows] = self._action[(g[:, None] + np.minimum(k[None, :], h_act[:, None] - 1)) % cap]
+        out["mask"][rows] = k[None, :] < h_act[:, None]
         kn = np.arange(n)
-        rows = (g[:, None] + kn[None, :]) % cap
+        steps = (g[:, None] + kn[None, :]) % cap
         real = kn[None, :] < h[:, None]
-        reward = (self._reward[rows] * real * self._discounts[None, :n]).sum(1)
-        terminated = (self._terminated[rows] & real).any(1)
-        discount = np.where(terminated, 0.0, self._discounts[h])
-        next_slot = (g + h) % cap
-        return {
-            "obs": {key: arr[slot] for key, arr in self._obs.items()},
-            "actions": actions.astype(np.float32, copy=False),
-            "mask": mask,
-            "reward": reward.astype(np.float32),
-            "discount": discount.astype(np.float32),
-            "next_obs": {key: arr[next_slot] for key, arr in self._obs.items()},
-            "is_demo": self._is_demo[slot].copy(),
-        }
+        out["reward"][rows] = (self._reward[steps] * real * self._discounts[None, :n]).sum(1)
+        terminated = (self._terminated[steps] & real).any(1)
+        out["discount"][rows] = np.where(terminated, 0.0, self._discounts[h])
+        out["is_demo"][rows] = self._is_demo[slot]
+        return g + h
+
+    def _gather_obs(self, g: np.ndarray, next_g: np.ndarray, out: dict, rows: slice) -> None:
+        slot, next_slot = g % self.capacity, next_g % self.capacity
+        for key, arr in self._obs.items():  # mode="clip": with "raise", take buffers `out`
+            np.take(arr, slot, axis=0, out=out["obs"][key][rows], mode="clip")
+            np.take(arr, next_slot, axis=0, out=out["next_obs"][key][rows], mode="clip")
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
@@ -290,12 +329,12 @@ class MixedReplay:
             n_demo = batch_size
         elif not self.demo.has_samples:
             n_demo = 0
-        parts = []
+        batch = self.online.empty_batch(batch_size)
         if n_demo:
-            parts.append(self.demo.sample(n_demo, rng))
+            self.demo.sample_into(batch, 0, n_demo, rng)
         if batch_size - n_demo:
-            parts.append(self.online.sample(batch_size - n_demo, rng))
-        return parts[0] if len(parts) == 1 else concat_batches(parts)
+            self.online.sample_into(batch, n_demo, batch_size, rng)
+        return batch
 
     @classmethod
     def from_store(cls, store, capacity: int | None = None, demo_capacity: int | None = None,
@@ -377,16 +416,6 @@ def iter_store_episodes(store, picked: list[dict], obs_keys):
         yield ep, steps, final
 
 
-def concat_batches(parts: list[dict]) -> dict:
-    out = {}
-    for key, value in parts[0].items():
-        if isinstance(value, dict):
-            out[key] = {k: np.concatenate([p[key][k] for p in parts]) for k in value}
-        else:
-            out[key] = np.concatenate([p[key] for p in parts])
-    return out
-
-
 def to_torch(batch: dict, device="cpu") -> dict:
     """Batch of numpy arrays -> torch tensors on `device` (pinned memory + non_blocking on CUDA).
 
@@ -408,17 +437,21 @@ def to_torch(batch: dict, device="cpu") -> dict:
 
 
 class Prefetcher:
-    """Background thread that keeps `depth` batches ready so the learner never waits.
+    """Background threads that keep `depth` batches ready so the learner never waits.
 
-    `sample_fn()` returns a numpy batch (e.g. lambda: replay.sample(256, rng)); with `device`
-    the batches are also moved there by to_torch. Use as an iterator; close() stops it."""
+    `sample_fn()` returns a numpy batch (e.g. lambda: replay.sample(256, rng); numpy Generators
+    are thread-safe); with `device` the batches are also moved there by to_torch. `threads` > 1
+    gathers several batches in parallel (numpy releases the GIL while copying images). Use as
+    an iterator; close() stops it."""
 
-    def __init__(self, sample_fn, depth: int = 2, device=None):
+    def __init__(self, sample_fn, depth: int = 2, device=None, threads: int = 1):
         self._sample_fn, self._device = sample_fn, device
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="replay-prefetch", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"replay-prefetch-{i}", daemon=True)
+                         for i in range(max(1, int(threads)))]
+        for t in self._threads:
+            t.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -446,7 +479,8 @@ class Prefetcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for t in self._threads:
+            t.join(timeout=5)
 
     def __enter__(self):
         return self

@@ -51,10 +51,10 @@ GROW_EPISODES = 256
 EPISODE_STR_FIELDS = ("task", "source", "robot", "calibration_id", "extra")
 EPISODE_BOOL_FIELDS = ("success", "interrupted")
 
-# Images: blosc zstd level 3, one frame per chunk (bench/bench_store.py measures ratio and speed,
+# Images: blosc zstd level 1, one frame per chunk (bench/bench_store.py measures ratio and speed,
 # docs/store.md). Low-dim arrays are stored uncompressed so a step is written in place; they are
 # a few dozen bytes a step next to ~10-50 KB of images.
-IMAGE_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.NOSHUFFLE)
+IMAGE_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.NOSHUFFLE)
 
 
 class StoreLockedError(RuntimeError):
@@ -118,8 +118,9 @@ class EpisodeStore:
 
     @staticmethod
     def _create_array(group, key: str, shape: tuple, dtype: str) -> None:
-        image = is_image(shape, dtype)
-        group.create_array(key, shape=(0,) + shape, chunks=(chunk_rows_for(shape, dtype),) + shape,
+        image = is_image(shape, dtype)  # one frame per chunk: a new file per step, never a rewrite
+        rows = 1 if image else chunk_rows_for(shape, dtype)
+        group.create_array(key, shape=(0,) + shape, chunks=(rows,) + shape,
                            dtype=dtype, compressors=IMAGE_COMPRESSOR if image else None, fill_value=0)
 
     @classmethod
@@ -198,7 +199,7 @@ class EpisodeStore:
                 self._columns[(group, key)] = Column(self.path / group / key, self.fsync)
         if open_start >= 0 and n == open_start:  # an episode begun without steps: forget it
             open_start = -1
-            self._writer.write(n, e, -1)
+            self._commit_now(n, e, -1)
         for (group, key), col in self._columns.items():
             rows = n if group == "data" else e + (group == "meta" and key in EPISODE_STR_FIELDS and open_start >= 0)
             col.resume(rows)

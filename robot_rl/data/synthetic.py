@@ -18,8 +18,9 @@ def make_schema(cameras=("front", "wrist"), image_size: int = 128, n_objects: in
     return schema
 
 
-def scene_image(i: int, size: int, seed: int = 0) -> np.ndarray:
-    """A rendered-looking frame: smooth background, a few flat-shaded boxes, a little noise."""
+def scene_image(i: int, size: int, seed: int = 0, noise: float = 2.0) -> np.ndarray:
+    """A rendered-looking frame: smooth background, a few flat-shaded boxes, sensor-like noise
+    of std `noise` (0 for a clean render)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     img = np.empty((size, size, 3), np.float32)
     img[..., 0] = 90 + 60 * yy
@@ -30,7 +31,8 @@ def scene_image(i: int, size: int, seed: int = 0) -> np.ndarray:
         x0, y0 = ((np.array([0.2, 0.5]) + 0.3 * np.sin(0.05 * i + b)) * size).astype(int)
         w = size // (6 + b)
         img[max(y0, 0):y0 + w, max(x0, 0):x0 + w] = [200 - 50 * b, 60 + 60 * b, 40 + 30 * b]
-    img += rng.normal(0, 2.0, img.shape)
+    if noise:
+        img += rng.normal(0, noise, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -62,21 +64,22 @@ def step_at(schema: dict, i: int, terminated: bool = False, truncated: bool = Fa
     return step
 
 
-def run_writer(path, schema: dict, seed: int = 0, max_steps: int | None = None, out=None,
+def print_report(kind: str, *values) -> None:
+    print(kind, *values, flush=True)
+
+
+def run_writer(path, schema: dict, seed: int = 0, max_steps: int | None = None, report=print_report,
                realistic_images: bool = False) -> None:
     """Append random-length episodes of step_at() rows to the store at `path` until max_steps.
 
-    After each append_step returns it prints "S <global step index>", after each end_episode
-    "E <episodes>", flushed, so a parent that kills this process knows exactly what completed.
-    Used by the crash and concurrent-reader tests."""
-    import sys
-
+    Reports ("ready", n_steps, n_episodes) once open, ("S", global step index) after each
+    append_step returns and ("E", n_episodes) after each end_episode, so a parent that kills
+    this process knows exactly what completed. Used by the crash and concurrent-reader tests."""
     from robot_rl.data.store import EpisodeStore
 
-    out = out or sys.stdout
     rng = np.random.default_rng(seed)
     store = EpisodeStore.open_or_create(path, schema)
-    print("ready", store.n_steps, store.n_episodes, file=out, flush=True)
+    report("ready", store.n_steps, store.n_episodes)
     while max_steps is None or store.n_steps < max_steps:
         length = int(rng.integers(1, 16))
         store.begin_episode(task="synthetic", source="policy", writer_seed=seed)
@@ -84,9 +87,9 @@ def run_writer(path, schema: dict, seed: int = 0, max_steps: int | None = None, 
             i = store.n_steps
             store.append_step(step_at(schema, i, terminated=t == length - 1 and length % 2 == 0,
                                       realistic_images=realistic_images))
-            print("S", i, file=out, flush=True)
+            report("S", i)
         store.end_episode(obs_at(schema, final_obs_index(store.n_episodes)), success=length % 2 == 0)
-        print("E", store.n_episodes, file=out, flush=True)
+        report("E", store.n_episodes)
     store.close()
 
 
