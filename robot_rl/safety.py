@@ -22,8 +22,8 @@ class SafetyConfig:
     max_ang_vel: float = 1.0  # rad/s
     max_lin_accel: float = 4.0  # m/s^2, change of commanded linear velocity per second
     max_ang_accel: float = 20.0  # rad/s^2
-    workspace_min: tuple = (0.25, -0.30, 0.0)  # metres, base frame
-    workspace_max: tuple = (0.75, 0.30, 0.45)
+    workspace_min: tuple = (0.25, -0.35, 0.01)  # metres, base frame
+    workspace_max: tuple = (0.75, 0.35, 0.45)
     stale_timeout_s: float = 0.5  # observation older than this -> hold
     control_dt: float = 0.1
 

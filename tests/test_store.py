@@ -1,6 +1,4 @@
 """EpisodeStore: layout, round trip, schema errors, recovery of an interrupted episode, locking."""
-import json
-
 import numpy as np
 import pytest
 import zarr
@@ -147,10 +145,12 @@ def test_misuse_is_reported(tmp_path):
         r.begin_episode()
 
 
-def test_commit_is_in_root_attrs(tmp_path):
+def test_commit_record_is_a_zarr_array(tmp_path):
     path = tmp_path / "run.zarr"
     s = EpisodeStore.create(path, SCHEMA)
     s.begin_episode()
     s.append_step(step_at(SCHEMA, 0))
-    commit = json.loads((path / ".zattrs").read_text())["robot_rl_commit"]
-    assert commit["n_steps"] == 1 and commit["open_episode"]["start"] == 0
+    s.append_step(step_at(SCHEMA, 1))
+    slots = zarr.open_array(str(path / "commit"), mode="r")[:]
+    newest = slots[np.argmax(slots[:, 0])]
+    assert newest[1:4].tolist() == [2, 0, 0]  # n_steps, n_episodes, open_start

@@ -11,19 +11,20 @@ Layout (what Diffusion Policy's ReplayBuffer and any zarr reader see):
                         bootstrapping), once per episode so no image is stored twice. It lives
                         beside meta/, not in it, because Diffusion Policy loads every member of
                         meta/ as an array.
-  .zattrs               user attrs, "robot_rl_store" (format version, schema) and
-                        "robot_rl_commit" {"n_steps", "n_episodes", "open_episode"}: the commit,
-                        the only source of truth about what is stored.
+  commit                the commit record (robot_rl.data.commit): committed steps and episodes.
+  .zattrs               the user's attrs and "robot_rl_store" (format version, schema).
 
-Crash safety: an append writes the data chunks first (each chunk file replaced atomically, so
-committed rows are never at risk) and then atomically replaces the root .zattrs with the new
-commit. Opening trusts only
-the committed counts: rows past them are discarded, and an episode left open by a dead writer
-is closed and marked `interrupted` (its final_obs rows are zeros, so replay drops its last
-step). While a writer appends, `data/*` arrays may be longer than the committed count (they grow
-in blocks); they are trimmed to exactly `episode_ends[-1]` rows at every episode end and close.
-One writer at a time (an flock on the root .zgroup, a file never rewritten); any number of
-readers in other processes. The store adds no files of its own, so zarr lists it cleanly.
+Crash safety: appending a step writes its rows without touching any committed byte (in-place
+pwrite for low-dim arrays, a new chunk file per image; see columns.py), then commits by
+rewriting the commit record in place. Opening trusts only the commit: rows past it are
+discarded, and an episode left open by a dead writer is closed and marked `interrupted` (its
+final_obs rows are zeros, so replay drops its last step). One writer at a time (an flock on the
+root .zgroup, a file never rewritten); any number of readers in other processes, which see only
+committed steps.
+
+Declared array lengths: meta/episode_ends always has exactly n_episodes rows. While a writer
+runs, the other arrays grow in blocks and may be longer than their content (Diffusion Policy
+slices data/* to episode_ends[-1]); close() and recovery trim every array to its content.
 """
 from __future__ import annotations
 
@@ -37,24 +38,23 @@ import numcodecs
 import numpy as np
 import zarr
 
-from robot_rl.data.columns import PARTIAL_SUFFIX, Column, atomic_write, chunk_rows_for
+from robot_rl.data.columns import Column, chunk_rows_for
+from robot_rl.data.commit import CommitWriter, create_commit_array, read_commit
 from robot_rl.data.schema import (BOOKKEEPING, SOURCES, SchemaError, check_fields, is_image,
                                   normalize_schema, obs_keys_of)
 
 FORMAT_VERSION = 1
 ATTRS_KEY = "robot_rl_store"
-COMMIT_KEY = "robot_rl_commit"
-ATTRS_FILE = ".zattrs"
 LOCK_FILE = ".zgroup"
-GROW_ROWS = 1024  # data arrays grow their declared length in blocks, not per step
-
-EPISODE_STR_FIELDS = ("task", "source", "robot", "calibration_id")
+GROW_STEPS = 1024  # declared lengths grow in blocks: a .zarray rewrite is a rename
+GROW_EPISODES = 256
+EPISODE_STR_FIELDS = ("task", "source", "robot", "calibration_id", "extra")
 EPISODE_BOOL_FIELDS = ("success", "interrupted")
 
-# Compression, measured by bench/bench_store.py (docs/store.md): images with zstd at a low level
-# (better ratio than lz4 on rendered frames at a similar speed); low-dim with lz4 + byte shuffle.
+# Images: blosc zstd level 3, one frame per chunk (bench/bench_store.py measures ratio and speed,
+# docs/store.md). Low-dim arrays are stored uncompressed so a step is written in place; they are
+# a few dozen bytes a step next to ~10-50 KB of images.
 IMAGE_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.NOSHUFFLE)
-VECTOR_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
 class StoreLockedError(RuntimeError):
@@ -72,22 +72,27 @@ class EpisodeStore:
         self.mode = mode
         self.fsync = fsync
         self._lock_fd = None
-        self._attrs = self._read_attrs()
-        info = self._attrs[ATTRS_KEY]
+        self._writer: CommitWriter | None = None
+        attrs = json.loads((self.path / ".zattrs").read_text())
+        info = attrs[ATTRS_KEY]
+        self.attrs = {k: v for k, v in attrs.items() if k != ATTRS_KEY}
         self.schema = {k: (tuple(v["shape"]), v["dtype"]) for k, v in info["schema"].items()}
         self.step_schema = {**self.schema, **BOOKKEEPING}
         self.obs_keys = obs_keys_of(self.schema)
         self._arrays: dict = {}
         self._columns: dict = {}
-        self._commit = self._attrs[COMMIT_KEY]
+        self._commit = read_commit(self.path)
         if mode == "a":
             self._take_lock()
+            self._writer = CommitWriter(self.path, fsync)
+            self._commit = self._writer.state
             self._recover()
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, path, schema: dict, attrs: dict | None = None, overwrite: bool = False,
                fsync: bool = False) -> "EpisodeStore":
+        """New store for steps of `schema` ({key: (shape, dtype)}, observation keys + "action")."""
         schema = normalize_schema(schema)
         path = Path(path)
         if path.exists() and any(path.iterdir()):
@@ -97,36 +102,37 @@ class EpisodeStore:
         root = zarr.open_group(str(path), mode="w", zarr_format=2)
         info = {"version": FORMAT_VERSION,
                 "schema": {k: {"shape": list(s), "dtype": d} for k, (s, d) in schema.items()}}
-        commit = {"n_steps": 0, "n_episodes": 0, "open_episode": None}
-        root.attrs.update({**(attrs or {}), ATTRS_KEY: info, COMMIT_KEY: commit})
+        root.attrs.update({**(attrs or {}), ATTRS_KEY: info})
         data, meta, final = (root.require_group(g) for g in ("data", "meta", "final_obs"))
         for key, (shape, dtype) in {**schema, **BOOKKEEPING}.items():
             cls._create_array(data, key, shape, dtype)
         for key in obs_keys_of(schema):
             cls._create_array(final, key, *schema[key])
-        meta.create_array("episode_ends", shape=(0,), chunks=(4096,), dtype="<i8", compressors=None,
-                          fill_value=0)
+        cls._create_array(meta, "episode_ends", (), "<i8")
         for key in EPISODE_BOOL_FIELDS:
-            meta.create_array(key, shape=(0,), chunks=(4096,), dtype="|b1", fill_value=False)
-        for key in EPISODE_STR_FIELDS + ("extra",):
-            meta.create_array(key, shape=(0,), chunks=(1024,), dtype=str)
+            cls._create_array(meta, key, (), "|b1")
+        for key in EPISODE_STR_FIELDS:
+            meta.create_array(key, shape=(0,), chunks=(1,), dtype=str, compressors=None)
+        create_commit_array(root, path)
         return cls(path, "a", fsync=fsync)
+
+    @staticmethod
+    def _create_array(group, key: str, shape: tuple, dtype: str) -> None:
+        image = is_image(shape, dtype)
+        group.create_array(key, shape=(0,) + shape, chunks=(chunk_rows_for(shape, dtype),) + shape,
+                           dtype=dtype, compressors=IMAGE_COMPRESSOR if image else None, fill_value=0)
 
     @classmethod
     def open(cls, path, mode: str = "r", schema: dict | None = None, fsync: bool = False) -> "EpisodeStore":
-        """Open an existing store; with `schema`, raise SchemaError unless it matches."""
+        """Open an existing store ("r": read, "a": append); with `schema`, raise SchemaError
+        unless it matches. Opening for append closes an episode a dead writer left open."""
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
         if not cls.exists(path):
             raise FileNotFoundError(f"no robot_rl episode store at {path}")
-        store = cls(path, mode, fsync=fsync)
-        if schema is not None:
-            try:
-                store.check_schema(schema)
-            except SchemaError:
-                store.close()
-                raise
-        return store
+        if schema is not None:  # check before recovery touches anything
+            cls(path, "r").check_schema(schema)
+        return cls(path, mode, fsync=fsync)
 
     @classmethod
     def open_or_create(cls, path, schema: dict, attrs: dict | None = None, fsync: bool = False):
@@ -138,16 +144,9 @@ class EpisodeStore:
     @staticmethod
     def exists(path) -> bool:
         try:
-            return ATTRS_KEY in json.loads((Path(path) / ATTRS_FILE).read_text())
+            return ATTRS_KEY in json.loads((Path(path) / ".zattrs").read_text())
         except (OSError, ValueError):
             return False
-
-    @staticmethod
-    def _create_array(group, key: str, shape: tuple, dtype: str) -> None:
-        image = is_image(shape, dtype)
-        group.create_array(
-            key, shape=(0,) + shape, chunks=(chunk_rows_for(shape, dtype),) + shape, dtype=dtype,
-            compressors=IMAGE_COMPRESSOR if image else VECTOR_COMPRESSOR, fill_value=0)
 
     def check_schema(self, schema: dict) -> None:
         want = normalize_schema(schema)
@@ -159,22 +158,9 @@ class EpisodeStore:
                                   f"which the given schema lacks")
             if want[key] != self.schema[key]:
                 raise SchemaError(f"key {key!r}: store {self.path} has (shape, dtype) {self.schema[key]}, "
-                                  f"given schema expects {want[key]}")
+                                  f"the given schema expects {want[key]}")
 
-    # -- commit and recovery ------------------------------------------------------------------
-    def _read_attrs(self) -> dict:
-        try:
-            attrs = json.loads((self.path / ATTRS_FILE).read_text())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{self.path} is not a robot_rl episode store ({e})") from e
-        if ATTRS_KEY not in attrs or COMMIT_KEY not in attrs:
-            raise ValueError(f"{self.path} is not a robot_rl episode store (no {ATTRS_KEY!r} attrs)")
-        return attrs
-
-    def _write_commit(self) -> None:
-        self._attrs[COMMIT_KEY] = self._commit
-        atomic_write(self.path / ATTRS_FILE, json.dumps(self._attrs).encode(), self.fsync)
-
+    # -- locking and recovery -----------------------------------------------------------------
     def _take_lock(self) -> None:
         fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
         try:
@@ -189,10 +175,7 @@ class EpisodeStore:
         """True if some process (this one included) holds the store open for writing."""
         if self._lock_fd is not None:
             return True
-        try:
-            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
+        fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
@@ -201,47 +184,56 @@ class EpisodeStore:
         finally:
             os.close(fd)
 
+    def _column(self, group: str, key: str) -> Column:
+        return self._columns[(group, key)]
+
     def _recover(self) -> None:
-        """Bring the on-disk arrays back to the committed counts and close a dead writer's episode."""
-        for p in self.path.rglob(f"*{PARTIAL_SUFFIX}"):
-            p.unlink(missing_ok=True)
-        n, e = self._commit["n_steps"], self._commit["n_episodes"]
-        for key in self.step_schema:
-            self._columns[("data", key)] = Column(self.path / "data" / key, self.fsync)
-        for key in self.obs_keys:
-            self._columns[("final_obs", key)] = Column(self.path / "final_obs" / key, self.fsync)
-        for key in ("episode_ends",) + EPISODE_BOOL_FIELDS + EPISODE_STR_FIELDS + ("extra",):
-            self._columns[("meta", key)] = Column(self.path / "meta" / key, self.fsync)
-        for (group, _), col in self._columns.items():
-            rows = n if group == "data" else e
+        """Cut every array back to the commit and close an episode a dead writer left open."""
+        c = self._commit
+        n, e, open_start = c["n_steps"], c["n_episodes"], c["open_start"]
+        groups = {"data": self.step_schema, "final_obs": self.obs_keys,
+                  "meta": ("episode_ends",) + EPISODE_BOOL_FIELDS + EPISODE_STR_FIELDS}
+        for group, keys in groups.items():
+            for key in keys:
+                self._columns[(group, key)] = Column(self.path / group / key, self.fsync)
+        if open_start >= 0 and n == open_start:  # an episode begun without steps: forget it
+            open_start = -1
+            self._writer.write(n, e, -1)
+        for (group, key), col in self._columns.items():
+            rows = n if group == "data" else e + (group == "meta" and key in EPISODE_STR_FIELDS and open_start >= 0)
             col.resume(rows)
             col.set_disk_rows(rows)
         self._ends = [int(x) for x in self._read_array("meta", "episode_ends", 0, e)]
-        open_ep = self._commit["open_episode"]
-        if open_ep is not None:
-            if n > open_ep["start"]:
-                zeros = {k: np.zeros(s, d) for k, (s, d) in self.schema.items() if k != "action"}
-                self._close_episode(zeros, success=False, interrupted=True)
-            else:
-                self._commit["open_episode"] = None
-                self._write_commit()
+        if open_start >= 0:
+            zeros = {k: np.zeros(*self.schema[k]) for k in self.obs_keys}
+            self._close_episode(zeros, success=False, interrupted=True)
 
     # -- writing ------------------------------------------------------------------------------
     def _require_writable(self) -> None:
-        if self.mode != "a":
+        if self._writer is None:
             raise PermissionError(f"{self.path} is open read-only; open it with mode='a' to write")
+
+    def _commit_now(self, n_steps: int, n_episodes: int, open_start: int) -> None:
+        self._writer.write(n_steps, n_episodes, open_start)
+        self._commit = self._writer.state
 
     def begin_episode(self, task: str = "", source: str = "policy", robot: str = "",
                       calibration_id: str = "", **extra) -> None:
+        """Open an episode; extra keyword metadata must be JSON-serialisable."""
         self._require_writable()
-        if self._commit["open_episode"] is not None:
+        if self._commit["open_start"] >= 0:
             raise RuntimeError("begin_episode called while an episode is open; call end_episode first")
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         meta = {"task": str(task), "source": source, "robot": str(robot),
                 "calibration_id": str(calibration_id), "extra": json.dumps(extra, sort_keys=True)}
-        self._commit["open_episode"] = {"start": self._commit["n_steps"], "meta": meta}
-        self._write_commit()
+        e = self._commit["n_episodes"]
+        for key, value in meta.items():
+            col = self._column("meta", key)
+            if col.disk_rows <= e:
+                col.set_disk_rows(e + GROW_EPISODES)
+            col.append(value)
+        self._commit_now(self._commit["n_steps"], e, self._commit["n_steps"])
 
     def check_step(self, step: dict) -> dict:
         """Validated copy of a step dict (SchemaError naming the first bad key)."""
@@ -251,46 +243,53 @@ class EpisodeStore:
         return check_fields(what, obs, {k: self.schema[k] for k in self.obs_keys}, allow_extra=True)
 
     def append_step(self, step: dict) -> None:
-        """Write one step; when this returns the step survives a crash of this process."""
+        """Write one step; once this returns, the step survives a crash of this process."""
         self._require_writable()
-        if self._commit["open_episode"] is None:
+        if self._commit["open_start"] < 0:
             raise RuntimeError("append_step called with no open episode; call begin_episode first")
         step = self.check_step(step)
         n = self._commit["n_steps"]
         for key, value in step.items():
-            col = self._columns[("data", key)]
+            col = self._column("data", key)
             if col.disk_rows <= n:
-                col.set_disk_rows(n + GROW_ROWS)
+                col.set_disk_rows(n + GROW_STEPS)
             col.append(value)
-        self._commit["n_steps"] = n + 1
-        self._write_commit()
+        self._commit_now(n + 1, self._commit["n_episodes"], self._commit["open_start"])
 
     def end_episode(self, final_obs: dict, success: bool = False) -> None:
         """Close the open episode; `final_obs` is the observation after its last step."""
         self._require_writable()
-        open_ep = self._commit["open_episode"]
-        if open_ep is None:
+        if self._commit["open_start"] < 0:
             raise RuntimeError("end_episode called with no open episode")
         final_obs = self.check_obs(final_obs, "final_obs")
-        if self._commit["n_steps"] == open_ep["start"]:
+        if self._commit["n_steps"] == self._commit["open_start"]:
             raise ValueError("end_episode called on an episode with no steps")
         self._close_episode(final_obs, bool(success), interrupted=False)
 
     def _close_episode(self, final_obs: dict, success: bool, interrupted: bool) -> None:
         n, e = self._commit["n_steps"], self._commit["n_episodes"]
-        meta = self._commit["open_episode"]["meta"]
-        row = {"episode_ends": n, "success": success, "interrupted": interrupted, **meta}
-        for key, value in row.items():
-            self._columns[("meta", key)].append(value)
-        for key, value in final_obs.items():
-            self._columns[("final_obs", key)].append(value)
-        for (group, _), col in self._columns.items():
-            col.set_disk_rows(n if group == "data" else e + 1)
+        rows = [("meta", "episode_ends", n), ("meta", "success", success), ("meta", "interrupted", interrupted)]
+        rows += [("final_obs", k, v) for k, v in final_obs.items()]
+        for group, key, value in rows:
+            col = self._column(group, key)
+            if col.disk_rows <= e:
+                col.set_disk_rows(e + GROW_EPISODES)
+            col.append(value)
+        self._column("meta", "episode_ends").set_disk_rows(e + 1)  # exact, for outside readers
         self._ends.append(n)
-        self._commit.update(n_episodes=e + 1, open_episode=None)
-        self._write_commit()
+        self._commit_now(n, e + 1, -1)
 
     def close(self) -> None:
+        """Trim arrays to their content and release the writer lock. An episode still open stays
+        open (committed); the next open for append closes it as interrupted."""
+        if self._writer is not None:
+            c = self._commit
+            for (group, key), col in self._columns.items():
+                open_row = group == "meta" and key in EPISODE_STR_FIELDS and c["open_start"] >= 0
+                col.set_disk_rows(c["n_steps"] if group == "data" else c["n_episodes"] + open_row)
+                col.close()
+            self._writer.close()
+            self._writer = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -301,23 +300,11 @@ class EpisodeStore:
     def __exit__(self, *exc):
         self.close()
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     # -- reading ------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the commit (readers: pick up what a writer committed since)."""
-        if self.mode == "r":
-            self._attrs = self._read_attrs()
-            self._commit = self._attrs[COMMIT_KEY]
-
-    @property
-    def attrs(self) -> dict:
-        """The user attrs given to create()."""
-        return {k: v for k, v in self._attrs.items() if k not in (ATTRS_KEY, COMMIT_KEY)}
+        if self._writer is None:
+            self._commit = read_commit(self.path)
 
     @property
     def n_steps(self) -> int:
@@ -331,11 +318,11 @@ class EpisodeStore:
 
     @property
     def open_episode(self) -> dict | None:
-        """{"start": first step, "n_steps": steps so far, "meta": ...} of the episode being written."""
-        ep = self._commit["open_episode"]
-        if ep is None:
+        """{"start", "n_steps", "meta"} of the episode being written (or left open by a dead writer)."""
+        start = self._commit["open_start"]
+        if start < 0:
             return None
-        return {"start": ep["start"], "n_steps": self.n_steps - ep["start"], "meta": dict(ep["meta"])}
+        return {"start": start, "n_steps": self.n_steps - start, "meta": self._str_meta(self.n_episodes)}
 
     def _array(self, group: str, key: str, rows: int):
         """zarr array for reading at least `rows` rows (reopened when a writer grew it)."""
@@ -359,17 +346,22 @@ class EpisodeStore:
         return self._read_array("data", key, int(start), stop)
 
     def episode_ends(self) -> np.ndarray:
-        if self.mode == "a":
+        if self._writer is not None:
             return np.asarray(self._ends, dtype=np.int64)
         return self._read_array("meta", "episode_ends", 0, self.n_episodes).astype(np.int64)
 
     def episode_slices(self) -> list[slice]:
         ends = self.episode_ends()
-        starts = np.concatenate([[0], ends[:-1]])
+        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         return [slice(int(s), int(t)) for s, t in zip(starts, ends)]
 
+    def _str_meta(self, i: int) -> dict:
+        meta = {k: str(self._read_array("meta", k, i, i + 1)[0]) for k in EPISODE_STR_FIELDS}
+        meta.update(json.loads(meta.pop("extra") or "{}"))
+        return meta
+
     def episode_table(self) -> dict:
-        """Per-episode metadata as arrays of length n_episodes (plus start, length)."""
+        """Per-episode metadata as arrays of length n_episodes (plus start, end, length)."""
         e = self.n_episodes
         ends = self.episode_ends()
         table = {"start": np.concatenate([[0], ends[:-1]]).astype(np.int64), "end": ends}
@@ -378,7 +370,7 @@ class EpisodeStore:
             table[key] = self._read_array("meta", key, 0, e).astype(bool)
         for key in EPISODE_STR_FIELDS:
             table[key] = np.array([str(v) for v in self._read_array("meta", key, 0, e)], dtype=str)
-        table["extra"] = [json.loads(s) for s in self._read_array("meta", "extra", 0, e)]
+        table["extra"] = [json.loads(s or "{}") for s in table["extra"]]
         return table
 
     def episode_meta(self, i: int) -> dict:
@@ -387,9 +379,7 @@ class EpisodeStore:
         meta = {"index": i, "start": sl.start, "end": sl.stop, "length": sl.stop - sl.start}
         for key in EPISODE_BOOL_FIELDS:
             meta[key] = bool(self._read_array("meta", key, i, i + 1)[0])
-        for key in EPISODE_STR_FIELDS:
-            meta[key] = str(self._read_array("meta", key, i, i + 1)[0])
-        meta.update(json.loads(str(self._read_array("meta", "extra", i, i + 1)[0])))
+        meta.update(self._str_meta(i))
         return meta
 
     def final_obs(self, i: int) -> dict:

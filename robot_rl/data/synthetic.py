@@ -60,3 +60,44 @@ def step_at(schema: dict, i: int, terminated: bool = False, truncated: bool = Fa
     step.update(reward=np.float32(i % 7) / 7, terminated=terminated, truncated=truncated,
                 intervened=intervened, policy_version=i // 100, timestamp=1000.0 + 0.1 * i, eval=False)
     return step
+
+
+def run_writer(path, schema: dict, seed: int = 0, max_steps: int | None = None, out=None,
+               realistic_images: bool = False) -> None:
+    """Append random-length episodes of step_at() rows to the store at `path` until max_steps.
+
+    After each append_step returns it prints "S <global step index>", after each end_episode
+    "E <episodes>", flushed, so a parent that kills this process knows exactly what completed.
+    Used by the crash and concurrent-reader tests."""
+    import sys
+
+    from robot_rl.data.store import EpisodeStore
+
+    out = out or sys.stdout
+    rng = np.random.default_rng(seed)
+    store = EpisodeStore.open_or_create(path, schema)
+    print("ready", store.n_steps, store.n_episodes, file=out, flush=True)
+    while max_steps is None or store.n_steps < max_steps:
+        length = int(rng.integers(1, 16))
+        store.begin_episode(task="synthetic", source="policy", writer_seed=seed)
+        for t in range(length):
+            i = store.n_steps
+            store.append_step(step_at(schema, i, terminated=t == length - 1 and length % 2 == 0,
+                                      realistic_images=realistic_images))
+            print("S", i, file=out, flush=True)
+        store.end_episode(obs_at(schema, final_obs_index(store.n_episodes)), success=length % 2 == 0)
+        print("E", store.n_episodes, file=out, flush=True)
+    store.close()
+
+
+def final_obs_index(episode: int) -> int:
+    """The fake observation index run_writer stores as episode `episode`'s final observation."""
+    return 1_000_000 + episode
+
+
+if __name__ == "__main__":  # python -m robot_rl.data.synthetic STORE SEED [MAX_STEPS] [CAMERAS]
+    import sys
+
+    cams = tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 and sys.argv[4] else ()
+    run_writer(sys.argv[1], make_schema(cameras=cams, image_size=32), seed=int(sys.argv[2]),
+               max_steps=int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else None)

@@ -29,6 +29,7 @@ class TwinNode(Node):
         self.cameras = csv_list(param(self, "publish_cameras", "front"))
         policy_cams = csv_list(param(self, "policy_cameras", ""))
         self.cameras += [c for c in policy_cams if c not in self.cameras]
+        self.every_step = set(policy_cams)  # what the policy sees is rendered every step
         self.camera_every = max(1, int(param(self, "camera_every", 1)))
         self.timeout_s = param(self, "lockstep_timeout_s", 2.0)
         self.action_spec = ActionSpec(**params_under(self, "action"))
@@ -37,9 +38,10 @@ class TwinNode(Node):
         for k in ("workspace_min", "workspace_max"):
             if k in safety:
                 overrides[k] = tuple(safety[k])
-        overrides.update(action_rotation=self.action_spec.rotation, max_lin_vel=self.action_spec.max_lin_vel,
+        overrides.update(rotation=self.action_spec.rotation, max_lin_vel=self.action_spec.max_lin_vel,
                          max_ang_vel=self.action_spec.max_ang_vel)
-        self.env = make_env(task=self.task, cameras=tuple(self.cameras), image_size=int(param(self, "image_size", 64)),
+        # State-only env: cameras are rendered on demand, only when published.
+        self.env = make_env(task=self.task, cameras=(), image_size=int(param(self, "image_size", 64)),
                             seed=int(param(self, "seed", 0)), **overrides)
         self.sim = self.env.unwrapped
         self.seed = int(param(self, "seed", 0))
@@ -116,8 +118,9 @@ class TwinNode(Node):
         names = list(state["joint_names"]) + [C.GRIPPER_JOINT]
         pos = list(state["joint_pos"]) + [state["gripper_width"]]
         vel = list(state["joint_vel"]) + [0.0]
-        if self.steps_total % self.camera_every == 0 or terminated or truncated:
-            for cam in self.cameras:
+        decimated = self.steps_total % self.camera_every == 0 or terminated or truncated
+        for cam in self.cameras:
+            if decimated or cam in self.every_step:
                 self.pub_images[cam].publish(codec.image_msg(sim.render(cam), t, C.camera_frame(cam)))
                 self.pub_info[cam].publish(codec.camera_info_msg(dict(sim.camera_info(cam), frame_id=C.camera_frame(cam)), t))
         self.pub_joints.publish(codec.joint_state_msg(names, pos, vel, t))
