@@ -101,3 +101,23 @@ def test_bad_batch_and_obs_are_named():
         agent.act({"object": np.zeros(7, np.float32)})
     with pytest.raises(ValueError, match="n_critic_steps"):
         agent.update(batch, n_critic_steps=3)
+
+
+def test_config_coerces_loose_yaml_types():
+    cfg = AgentConfig.from_dict({"lr": "3e-4", "alpha": 10, "n_critics": 4.0, "hl_gauss": "true",
+                                 "target_entropy": None, "encoder_checkpoint": None})
+    assert cfg.lr == 3e-4 and isinstance(cfg.alpha, float) and cfg.n_critics == 4 and cfg.hl_gauss is True
+    with pytest.raises(ValueError, match="n_critics"):
+        AgentConfig.from_dict({"n_critics": 2.5})
+    with pytest.raises(ValueError, match="lr"):
+        AgentConfig.from_dict({"lr": "fast"})
+
+
+def test_utd_minibatches_keep_the_demo_mix():
+    """MixedReplay puts demo rows first: every minibatch (the actor's last one too) must still
+    hold demo samples, or BC silently never trains."""
+    agent = tiny_agent("flow")
+    batch = random_batch(STATE_SPEC, 32, H, A)
+    batch["is_demo"] = np.r_[np.ones(16), np.zeros(16)].astype(np.float32)
+    m = agent.update(batch, n_critic_steps=4)
+    assert m["bc_loss"] > 0

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.learn.batch import batch_to_tensors, obs_to_tensors, slice_batch
+from robot_rl.learn.batch import batch_to_tensors, obs_to_tensors, split_batch
 from robot_rl.learn.config import AgentConfig
 from robot_rl.learn.encoders import ObsEncoder
 from robot_rl.learn.nets import EnsembleMLP, HLGauss
@@ -184,9 +184,10 @@ class Agent:
     def update(self, batch: dict, n_critic_steps: int = 1) -> dict:
         """One learner update on a replay batch; returns float metrics.
 
-        Update-to-data ratio: the batch is split into `n_critic_steps` equal minibatches, the
-        critic takes one gradient step on each, then the actor takes one step on the last one
-        (RLPD's recipe for UTD > 1 with a single sampling call). Alternatively call update()
+        Update-to-data ratio: the batch is split into `n_critic_steps` equal interleaved
+        minibatches (each with the batch's demo/online mix), the critic takes one gradient step
+        on each, then the actor takes one step on the last one (RLPD's recipe for UTD > 1 with
+        a single sampling call). Alternatively call update()
         several times per env step. For kind "bc" every minibatch is one BC step.
         """
         b = batch_to_tensors(self.spec, batch, self.cfg.chunk_len, self.action_dim, self.device)
@@ -194,8 +195,7 @@ class Agent:
         size = b["actions"].shape[0]
         if n < 1 or size % n:
             raise ValueError(f"batch size {size} must split into n_critic_steps={n} equal minibatches")
-        m = size // n
-        minis = [slice_batch(b, i * m, (i + 1) * m) for i in range(n)]
+        minis = split_batch(b, n) if n > 1 else [b]
         if self.kind == "bc":
             for mb in minis:
                 metrics = self._bc_step(mb)

@@ -82,8 +82,10 @@ def batch_to_tensors(spec: ObsSpec, batch: dict, chunk_len: int, action_dim: int
     return out
 
 
-def slice_batch(batch: dict, start: int, stop: int) -> dict:
-    return {
-        k: ({kk: vv[start:stop] for kk, vv in v.items()} if isinstance(v, dict) else v[start:stop])
-        for k, v in batch.items()
-    }
+def split_batch(batch: dict, n: int) -> list[dict]:
+    """n interleaved minibatches (rows i, i+n, ...): each keeps the batch's demo/online mix,
+    which contiguous slices of a demo-first batch (MixedReplay's layout) would not."""
+    return [
+        {k: ({kk: vv[i::n] for kk, vv in v.items()} if isinstance(v, dict) else v[i::n]) for k, v in batch.items()}
+        for i in range(n)
+    ]

@@ -9,6 +9,32 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
+def _coerce(name: str, annotation: str, value):
+    """YAML/ROS parameters arrive loosely typed ("3e-4" is a string to PyYAML, 10 an int where a
+    float is meant): convert to the field's type or fail naming the field."""
+    if value is None and "None" in annotation:
+        return None
+    base = annotation.split("|")[0].strip()
+    try:
+        if base == "tuple":
+            return tuple(int(v) for v in value)
+        if base == "bool":
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            if not isinstance(value, (bool, int)):
+                raise TypeError
+            return bool(value)
+        if base == "int":
+            if float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if base == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"AgentConfig.{name} must be {annotation}, got {value!r}") from None
+
+
 @dataclass
 class AgentConfig:
     # action chunking: the policy emits and the critic scores H actions at once
@@ -50,8 +76,8 @@ class AgentConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("actor_hidden", "critic_hidden", "conv_channels"):
-            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
         if self.chunk_len < 1:
             raise ValueError(f"chunk_len must be >= 1, got {self.chunk_len}")
         if not 1 <= self.target_subset <= self.n_critics:

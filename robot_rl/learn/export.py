@@ -8,6 +8,7 @@ kind, noise ("zero": the flow noise input is fixed to 0).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -45,10 +46,10 @@ class DeployedActor(nn.Module):
 def export_actor(agent, path, version: int, verify: bool = True) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    module = DeployedActor(agent).eval()
-    device = next(module.parameters()).device
+    # Trace a CPU fp32 copy: the learner may sit on a GPU (TF32 convs, bf16) mid-training.
+    module = copy.deepcopy(DeployedActor(agent)).cpu().float().eval()
     inputs = random_obs(agent.spec, 2, np.random.default_rng(0))
-    args = tuple(torch.as_tensor(inputs[k], device=device) for k in module.keys)
+    args = tuple(torch.as_tensor(inputs[k]) for k in module.keys)
     tmp = path + ".tmp"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -76,7 +77,7 @@ def export_actor(agent, path, version: int, verify: bool = True) -> str:
         f.write(data)
     if verify:
         with torch.no_grad():
-            expected = module(*args).float().cpu().numpy()
+            expected = module(*args).numpy()
         got = run_onnx(tmp, inputs)
         err = float(np.abs(got - expected).max())
         if not err < 1e-4:
