@@ -1,9 +1,10 @@
 """`robot-rl ...`: bring up the sim graph, record demos, inspect stores.
 
     robot-rl sim --task pick_cube --steps 2000      the whole graph over ROS 2, twin as robot
-    robot-rl record --task pick_cube -n 20 OUT      scripted-expert demos into a zarr store
+    robot-rl record --task pick_cube -n 20 OUT      scripted-expert demos (twin) into a zarr store
     robot-rl data info|ls STORE                     what a store holds
     robot-rl data export STORE EPISODE OUT_DIR      mp4 per camera + action/proprio plot
+    robot-rl pretrain --task pick_cube ...          ROS-free training in the twin (learning curves)
 """
 from __future__ import annotations
 
@@ -116,6 +117,50 @@ def _summarise(run_dir: Path) -> str:
     return "; ".join(out)
 
 
+def cmd_record(args) -> int:
+    from robot_rl.data.record import record_expert_episodes
+    from robot_rl.twin import make_env, make_expert
+
+    cams = tuple(c for c in args.cameras.split(",") if c)
+    env = make_env(args.task, cameras=cams, image_size=args.image_size, randomize=args.randomize or None)
+    expert = make_expert(args.task, noise=args.noise, seed=args.seed)
+
+    def progress(ep, steps, success):
+        print(f"episode {ep + 1}/{args.episodes}: {steps} steps, {'success' if success else 'failure'}", flush=True)
+
+    out = record_expert_episodes(args.store, env, expert, args.episodes, args.seed, source="demo", task=args.task,
+                                 robot="twin", progress=progress)
+    print(f"recorded {out['episodes']} episodes ({out['steps']} steps, {out['successes']} successes) into {out['store']}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from robot_rl.data import inspect as data_inspect
+    from robot_rl.data.store import EpisodeStore
+
+    try:
+        store = EpisodeStore.open(args.store, mode="r")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"robot-rl data: {e}", file=sys.stderr)
+        return 2
+    with store:
+        if args.action == "info":
+            print(data_inspect.info(store))
+        elif args.action == "ls":
+            print(data_inspect.ls(store))
+        else:
+            for path in data_inspect.export_episode(store, args.episode, args.out_dir):
+                print(path)
+    return 0
+
+
+def cmd_pretrain(args, rest) -> int:
+    from robot_rl.learn import train_sim
+
+    train_sim.main(rest)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="robot-rl", description="robot_rl: real-robot learning over ROS 2")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -131,8 +176,36 @@ def main(argv=None) -> int:
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra ROS parameter for every node, e.g. -p publish_every:=20")
     s.set_defaults(func=cmd_sim)
-    args = p.parse_args(argv)
-    random.seed(args.seed if hasattr(args, "seed") else 0)
+
+    r = sub.add_parser("record", help="scripted-expert demos in the twin into a zarr store")
+    r.add_argument("store")
+    r.add_argument("--task", default="pick_cube")
+    r.add_argument("-n", "--episodes", type=int, default=20)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--noise", type=float, default=0.1, help="expert action noise")
+    r.add_argument("--cameras", default="", help='cameras to record, e.g. "front,wrist"')
+    r.add_argument("--image-size", type=int, default=128)
+    r.add_argument("--randomize", action="store_true", help="domain randomisation on")
+    r.set_defaults(func=cmd_record)
+
+    d = sub.add_parser("data", help="inspect a zarr episode store")
+    dsub = d.add_subparsers(dest="action", required=True)
+    for name in ("info", "ls"):
+        dsub.add_parser(name).add_argument("store")
+    e = dsub.add_parser("export", help="an episode as mp4 per camera + a plot")
+    e.add_argument("store")
+    e.add_argument("episode", type=int)
+    e.add_argument("out_dir")
+    d.set_defaults(func=cmd_data)
+
+    sub.add_parser("pretrain", help="ROS-free training in the twin; see robot-rl pretrain --help",
+                   add_help=False)
+    args, rest = p.parse_known_args(argv)
+    if args.cmd == "pretrain":
+        return cmd_pretrain(args, rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+    random.seed(getattr(args, "seed", 0))
     return args.func(args)
 
 
