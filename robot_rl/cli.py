@@ -21,7 +21,8 @@ from pathlib import Path
 def _progress_line(st: dict, budget: int) -> str:
     a, l = st.get("actor", {}), st.get("learner", {})
     steps = int(a.get("steps", 0))
-    return (f"steps {steps}/{budget or '-'}  episodes {a.get('episodes', 0)}  "
+    ev = f"eval {float(a['eval_success_rate']):.0%} @{a['eval_at_steps']}  " if "eval_success_rate" in a else ""
+    return (f"steps {steps}/{budget or '-'}  episodes {a.get('episodes', 0)}  {ev}"
             f"success {float(a.get('success_rate', 0)):.0%}  interventions {float(a.get('intervention_rate', 0)):.0%}  "
             f"policy v{a.get('policy_version', -1)}  updates {l.get('updates', 0)} ({l.get('updates_per_s', 0)}/s)")
 
@@ -37,10 +38,12 @@ def cmd_sim(args) -> int:
     overrides = {"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "max_steps": args.steps}
     if args.cameras is not None:
         overrides["policy_cameras"] = args.cameras
+        overrides["image_size"] = args.image_size
     if args.kind:
         overrides["kind"] = args.kind
-    if args.demos:
-        overrides["demos"] = str(Path(args.demos).resolve())
+    demos = _demo_store(args, run_dir)
+    if demos:
+        overrides["demos"] = demos
     for item in args.param:
         name, sep, value = item.partition(":=")
         if not sep:
@@ -99,6 +102,28 @@ def cmd_sim(args) -> int:
     summary = _summarise(run_dir)
     print(f"robot-rl sim: {reason}. " + summary)
     return 0
+
+
+def _demo_store(args, run_dir: Path) -> str:
+    """--demos N records N scripted-expert episodes in the twin first; --demos PATH uses a store."""
+    if args.demos is None or args.demos == "0":
+        return ""
+    if not args.demos.isdigit():
+        path = Path(args.demos).resolve()
+        if not path.exists():
+            raise SystemExit(f"robot-rl sim: no demo store at {path}")
+        return str(path)
+    from robot_rl.data.record import record_expert_episodes
+    from robot_rl.twin import make_env, make_expert
+
+    path = run_dir / "demos.zarr"
+    if not path.exists():
+        cams = tuple(c for c in (args.cameras or "").split(",") if c)
+        env = make_env(args.task, cameras=cams, image_size=args.image_size)
+        out = record_expert_episodes(path, env, make_expert(args.task, noise=0.1, seed=args.seed), int(args.demos),
+                                     seed=10_000 + args.seed, source="demo", task=args.task, robot="twin")
+        print(f"  demos: {out['episodes']} scripted-expert episodes ({out['successes']} successful) -> {path}")
+    return str(path)
 
 
 def _summarise(run_dir: Path) -> str:
@@ -172,7 +197,9 @@ def main(argv=None) -> int:
     s.add_argument("--params", default=None, help="parameter YAML (default: config/sim.yaml)")
     s.add_argument("--kind", default=None, help="learner: sac | flow | bc")
     s.add_argument("--cameras", default=None, help='policy cameras, e.g. "front,wrist" ("" = state)')
-    s.add_argument("--demos", default=None, help="zarr store of demos for the demo side of replay")
+    s.add_argument("--demos", default="20",
+                   help="warm start: N scripted-expert demos recorded in the twin first, or a zarr store (0 = none)")
+    s.add_argument("--image-size", type=int, default=64, help="camera resolution for pixel policies")
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra ROS parameter for every node, e.g. -p publish_every:=20")
     s.set_defaults(func=cmd_sim)

@@ -22,7 +22,10 @@ Teleop (a person, or the scripted human in sim):
   teleop/twist, teleop/gripper      same types as the commands, stamped with the observation
                                     they answer
   teleop/engaged                    std_msgs/Bool   true while the human has taken over
-  teleop/event                      std_msgs/String  success | failure | reset | ...
+  teleop/event                      std_msgs/String  takeover | release (scripted), success |
+                                    failure | reset (operator keys)
+  actor/evaluating                  std_msgs/Bool  latched; true during evaluation episodes,
+                                    when no intervention is allowed
 Learning:
   learner/transitions               std_msgs/UInt8MultiArray  codec payload, kind TRANSITIONS
   learner/policy                    std_msgs/UInt8MultiArray  codec payload, kind POLICY,
@@ -59,6 +62,7 @@ TELEOP_TWIST = "teleop/twist"
 TELEOP_GRIPPER = "teleop/gripper"
 TELEOP_ENGAGED = "teleop/engaged"
 TELEOP_EVENT = "teleop/event"
+EVALUATING = "actor/evaluating"
 TRANSITIONS = "learner/transitions"
 POLICY = "learner/policy"
 DIAGNOSTICS = "/diagnostics"
@@ -100,6 +104,7 @@ TYPES = {
     TELEOP_GRIPPER: JointState,
     TELEOP_ENGAGED: Bool,
     TELEOP_EVENT: String,
+    EVALUATING: Bool,
     TRANSITIONS: UInt8MultiArray,
     POLICY: UInt8MultiArray,
     DIAGNOSTICS: DiagnosticArray,

@@ -27,6 +27,7 @@ class EpisodeLog:
         self.successes = 0
         self.interventions = 0
         self._ep_intervened = False
+        self.episode_eval = False
 
     def observe(self, obs: dict, status: dict, eval_mode: bool = False) -> bool:
         """A new observation and its task status. Returns True if the actor should act on it."""
@@ -47,6 +48,7 @@ class EpisodeLog:
             self.episode = status["episode"]
             self._ep_intervened = False
             self.store.begin_episode(**dict(self.episode_meta, source="eval" if eval_mode else "policy"))
+            self.episode_eval = eval_mode
             self.episode_index += 1
         self._last_obs = obs
         return True
@@ -78,7 +80,7 @@ class EpisodeLog:
         self.send_episode_end(
             final_obs,
             {"episode": self.episode_index, "success": bool(success), "interrupted": interrupted,
-             "intervened": self._ep_intervened, "steps": self.steps_logged},
+             "intervened": self._ep_intervened, "steps": self.steps_logged, "eval": self.episode_eval},
         )
         self.episode = None
 

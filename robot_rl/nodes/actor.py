@@ -41,6 +41,14 @@ class ActorNode(Node):
             raise ValueError(f"actor.trigger must be timer or observation, not {self.trigger!r}")
         self.teleop_wait_s = param(self, "teleop_wait_s", 0.5)
         self.max_steps = int(param(self, "max_steps", 0))
+        # Every eval_every steps, eval_episodes episodes with no intervention allowed (0 = never).
+        self.eval_every = int(param(self, "eval_every", 0))
+        self.eval_episodes = int(param(self, "eval_episodes", 5))
+        self.next_eval_at = self.eval_every
+        self.evaluating = False
+        self.eval_left = 0
+        self.eval_block: list[bool] = []
+        self.eval_history: list[dict] = []  # {"steps", "success_rate", "episodes"} per block
         # Sim: start acting only once a learner listens, so a run's first steps reach it too.
         self.wait_for_learner = bool(param(self, "wait_for_learner", False))
         self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))
@@ -81,6 +89,8 @@ class ActorNode(Node):
         self.pub_grip = self.create_publisher(C.TYPES[C.COMMAND_GRIPPER], C.COMMAND_GRIPPER, qos(C.COMMAND_QOS))
         self.pub_transitions = self.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
         self.pub_diag = self.create_publisher(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, qos(C.DIAGNOSTICS_QOS))
+        self.pub_eval = self.create_publisher(C.TYPES[C.EVALUATING], C.EVALUATING, qos(C.STATE_QOS))
+        self.pub_eval.publish(C.TYPES[C.EVALUATING](data=False))
         wall = Clock(clock_type=ClockType.STEADY_TIME)
         if self.trigger == "timer":
             self.create_timer(1.0 / self.rate_hz, self._on_timer)
@@ -196,7 +206,10 @@ class ActorNode(Node):
         if self.finished:
             self._hold("step budget spent")
             return
-        acting = self.log.observe(obs, status)
+        ended = self.log.episodes_done
+        acting = self.log.observe(obs, status, eval_mode=self.evaluating)
+        if self.log.episodes_done > ended:
+            self._schedule_eval()  # decided before the next episode's first observation
         if self.max_steps and self.log.steps_logged >= self.max_steps:
             self.finished = True  # exactly max_steps steps are logged
             self._hold("step budget spent")
@@ -205,7 +218,7 @@ class ActorNode(Node):
             return  # terminal observation: the twin resets, nothing to command
         intervened = False
         action = None
-        if self.engaged and self._teleop_fresh(obs_t):
+        if self.engaged and not self.log.episode_eval and self._teleop_fresh(obs_t):
             twist = codec.twist_from_msg(self.latest[C.TELEOP_TWIST])
             grip = codec.gripper_from_msg(self.latest[C.TELEOP_GRIPPER])
             action = self.action_spec.from_command(twist, grip)
@@ -225,7 +238,7 @@ class ActorNode(Node):
             self._count_hold(result.reasons)
         self._publish(result.twist, result.grip, obs_t)
         executed = self.action_spec.from_command(result.twist, result.grip)
-        self.log.act(obs, executed, intervened, self._version(), obs_t, eval_mode=False)
+        self.log.act(obs, executed, intervened, self._version(), obs_t, eval_mode=self.log.episode_eval)
         self.versions_used.add(self._version())
 
     def _teleop_fresh(self, obs_t: float) -> bool:
@@ -277,7 +290,24 @@ class ActorNode(Node):
 
     def _send_episode_end(self, final_obs: dict, meta: dict) -> None:
         self.pub_transitions.publish(codec.encode_episode_end(final_obs, meta))
-        self.recent.append((meta["success"], meta["intervened"]))
+        if meta["eval"]:
+            self.eval_block.append(meta["success"])
+            if len(self.eval_block) == self.eval_episodes:
+                rate = float(np.mean(self.eval_block))
+                self.eval_history.append({"steps": meta["steps"], "success_rate": rate, "episodes": len(self.eval_block)})
+                self.get_logger().info(f"evaluation at {meta['steps']} steps: success {rate:.0%} over {len(self.eval_block)} episodes")
+        else:
+            self.recent.append((meta["success"], meta["intervened"]))
+
+    def _schedule_eval(self) -> None:
+        if self.eval_left == 0 and self.eval_every and self.log.steps_logged >= self.next_eval_at:
+            self.eval_left, self.eval_block = self.eval_episodes, []
+            while self.next_eval_at <= self.log.steps_logged:
+                self.next_eval_at += self.eval_every
+        self.evaluating = self.eval_left > 0
+        if self.evaluating:
+            self.eval_left -= 1
+        self.pub_eval.publish(C.TYPES[C.EVALUATING](data=self.evaluating))
 
     def _publish_diagnostics(self) -> None:
         if self.log is None:
@@ -288,7 +318,11 @@ class ActorNode(Node):
             "steps": self.log.steps_logged, "episodes": self.log.episodes_done,
             "success_rate": f"{success:.3f}", "intervention_rate": f"{interv:.3f}",
             "policy_version": self._version(), "holds": self.holds, "finished": self.finished,
+            "evaluating": self.evaluating,
         }
+        if self.eval_history:
+            values["eval_success_rate"] = f"{self.eval_history[-1]['success_rate']:.3f}"
+            values["eval_at_steps"] = self.eval_history[-1]["steps"]
         self.pub_diag.publish(codec.diagnostics_msg(self.get_clock().now().nanoseconds * 1e-9, "actor", values))
 
     def close(self) -> None:
@@ -298,7 +332,7 @@ class ActorNode(Node):
                 "steps_logged": self.log.steps_logged, "episodes": self.log.episodes_done,
                 "successes": self.log.successes, "interventions": self.log.interventions,
                 "versions_used": sorted(self.versions_used), "holds": self.holds,
-                "hold_reasons": self.hold_reasons, "ticks": self.ticks,
+                "hold_reasons": self.hold_reasons, "ticks": self.ticks, "evaluations": self.eval_history,
             }
             (self.run_dir / "actor_summary.json").write_text(json.dumps(summary, indent=1))
         if self.store is not None and hasattr(self.store, "close"):

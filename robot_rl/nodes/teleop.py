@@ -48,6 +48,8 @@ class TeleopNode(Node):
         self.required = [C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES, C.TASK_STATUS]
         for topic in self.required:
             self.create_subscription(C.TYPES[topic], topic, lambda m, t=topic: self._on_sensor(t, m), sq)
+        self.evaluating = False  # the actor's evaluation episodes allow no intervention
+        self.create_subscription(Bool, C.EVALUATING, lambda m: setattr(self, "evaluating", bool(m.data)), qos(C.STATE_QOS))
         self.pub_engaged = self.create_publisher(Bool, C.TELEOP_ENGAGED, qos(C.STATE_QOS))
         self.pub_twist = self.create_publisher(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, qos(C.COMMAND_QOS))
         self.pub_grip = self.create_publisher(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, qos(C.COMMAND_QOS))
@@ -87,6 +89,9 @@ class TeleopNode(Node):
         was = self.rule.engaged
         action = np.asarray(self.expert.act(obs), np.float32)  # every step: the expert tracks its phase
         engaged = self.rule.update(float(self.expert.progress(obs)), obs["proprio"][:3])
+        if self.evaluating and engaged:
+            self.rule.reset()  # hands off during evaluation
+            engaged = False
         if engaged != was:
             self._event("takeover" if engaged else "release")
         self.pub_engaged.publish(Bool(data=engaged))
