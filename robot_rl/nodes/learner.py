@@ -115,7 +115,8 @@ class LearnerNode(Node):
         t = self.trainer
         values = {
             "ingested": len(self.received), "episode_ends": self.episode_ends, "rejected": self.rejected,
-            "updates": t.updates if t else 0, "updates_per_s": f"{t.updates_per_s:.1f}" if t else "0",
+            "updates": t.updates if t else 0, "critic_steps": t.critic_steps if t else 0,
+            "updates_per_s": f"{t.updates_per_s:.1f}" if t else "0",
             "policy_version": self.versions_published[-1] if self.versions_published else -1,
         }
         if t is not None:

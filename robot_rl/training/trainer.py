@@ -3,7 +3,7 @@
 Incoming steps arrive in a queue (from the learner node's subscription); this thread alone
 touches the replay and the agent: drain the queue into replay (robot_rl.data.replay.MixedReplay:
 every step to the online side, the human's stretches to the demo side too), run gradient
-updates up to `utd` per received step, and hand a freshly exported ONNX actor to `publish`
+updates up to `utd` critic steps per received step, and hand a freshly exported ONNX actor to `publish`
 every `publish_every` updates.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ class Trainer:
         self.publish_every = int(publish_every)
         self.version = version
         self.inbox: queue.Queue = queue.Queue()
-        self.updates = 0
+        self.updates = 0  # update calls (one actor step each)
+        self.critic_steps = 0
         self.metrics: dict = {}
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -83,12 +84,16 @@ class Trainer:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                due = (self.steps >= self.min_steps and self.updates < self.utd * self.steps
+                due = (self.steps >= self.min_steps and self.critic_steps < self.utd * self.steps
                        and self.replay.online.has_samples)
                 self._drain(block=not due)
                 if not due:
                     continue
-                self.metrics = self.agent.update(self.replay.sample(self.batch_size, self.rng))
+                # RLPD's recipe: one sample of utd minibatches, a critic step on each, one actor step.
+                k = max(1, int(round(self.utd)))
+                batch = self.replay.sample(self.batch_size * k, self.rng)
+                self.metrics = self.agent.update(batch, n_critic_steps=k)
+                self.critic_steps += k
                 self.updates += 1
                 if self.updates % self.publish_every == 0:
                     self.version += 1
