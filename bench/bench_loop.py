@@ -1,0 +1,138 @@
+"""The whole loop through the live ROS graph: `robot-rl sim` for several seeds, then per seed
+eval success rate, intervention rate and policy version vs env steps, wall time and sim-time
+factor. Prints a table, writes bench/out/loop.csv and docs/img/loop.png.
+
+    python bench/bench_loop.py --seeds 0 1 2 --steps 30000 [--parallel 1] [-- extra robot-rl sim args]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> subprocess.Popen:
+    run_dir = out / f"seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # an existing store would be appended to
+    cmd = [sys.executable, "-m", "robot_rl.cli", "sim", "--task", "pick_cube", "--seed", str(seed),
+           "--steps", str(steps), "--run-dir", str(run_dir)] + extra
+    log = open(out / f"seed{seed}.out", "w")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def curves(run_dir: Path, bucket: int) -> dict:
+    root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
+    intervened = root["data/intervened"][:].astype(bool)
+    is_eval = root["data/eval"][:].astype(bool)
+    version = root["data/policy_version"][:]
+    stamps = root["data/timestamp"][:]
+    n = len(intervened)
+    edges = np.arange(0, n + bucket, bucket)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sl = slice(lo, min(hi, n))
+        train = ~is_eval[sl]
+        rows.append({"steps": int(min(hi, n)),
+                     "intervention_rate": float(intervened[sl][train].mean()) if train.any() else np.nan,
+                     "policy_version": int(version[sl].max())})
+    actor = json.loads((run_dir / "actor_summary.json").read_text())
+    return {"buckets": rows, "evals": actor["evaluations"], "n_steps": n, "sim_time": float(stamps[-1] - stamps[0])}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=30_000)
+    ap.add_argument("--parallel", type=int, default=1, help="seeds run at once")
+    ap.add_argument("--bucket", type=int, default=1000, help="steps per intervention-rate bucket")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "loop"))
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "loop.png"))
+    args, extra = ap.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, walls = {}, {}
+    pending = list(args.seeds)
+    running: dict[int, tuple[subprocess.Popen, float]] = {}
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            s = pending.pop(0)
+            running[s] = (run_seed(s, args.steps, out, extra), time.monotonic())
+        for s, (p, t0) in list(running.items()):
+            if p.poll() is not None:
+                walls[s] = time.monotonic() - t0
+                del running[s]
+                if p.returncode != 0:
+                    print(f"seed {s} failed (exit {p.returncode}); see {out / f'seed{s}.out'}")
+                    continue
+                results[s] = curves(out / f"seed{s}", args.bucket)
+        time.sleep(1.0)
+    if not results:
+        return 1
+    with open(out / "loop.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["seed", "kind", "steps", "value"])
+        for s, r in results.items():
+            for e in r["evals"]:
+                w.writerow([s, "eval_success", e["steps"], e["success_rate"]])
+            for b in r["buckets"]:
+                w.writerow([s, "intervention_rate", b["steps"], b["intervention_rate"]])
+                w.writerow([s, "policy_version", b["steps"], b["policy_version"]])
+    print(f"{'seed':>4} {'steps':>7} {'final eval':>10} {'best eval':>9} {'first>=90%':>10} {'wall s':>7} {'sim-time x':>10}")
+    for s, r in sorted(results.items()):
+        ev = r["evals"]
+        first = next((e["steps"] for e in ev if e["success_rate"] >= 0.9), None)
+        print(f"{s:>4} {r['n_steps']:>7} {ev[-1]['success_rate'] if ev else float('nan'):>10.2f} "
+              f"{max((e['success_rate'] for e in ev), default=float('nan')):>9.2f} {str(first):>10} "
+              f"{walls[s]:>7.0f} {r['sim_time'] / walls[s]:>10.1f}")
+    _plot(results, Path(args.plot))
+    print(f"wrote {out / 'loop.csv'} and {args.plot}")
+    return 0
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    grid = np.linspace(0, max(r["n_steps"] for r in results.values()), 60)
+
+    def band(ax, series, label):
+        ys = np.array([np.interp(grid, x, y, left=np.nan, right=y[-1]) for x, y in series if len(x)])
+        if not len(ys) or np.isnan(ys).all():
+            return
+        mean = np.nanmean(ys, axis=0)
+        ax.plot(grid, mean, label=f"{label} (mean of {len(ys)} seeds)")
+        if len(ys) > 1:
+            ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), alpha=0.25, label="min-max over seeds")
+
+    band(axes[0], [([e["steps"] for e in r["evals"]], [e["success_rate"] for e in r["evals"]]) for r in results.values()], "eval success")
+    axes[0].axhline(0.9, ls="--", c="gray", lw=0.8)
+    band(axes[1], [([b["steps"] for b in r["buckets"]], [b["intervention_rate"] for b in r["buckets"]]) for r in results.values()], "intervened steps")
+    band(axes[2], [([b["steps"] for b in r["buckets"]], [b["policy_version"] for b in r["buckets"]]) for r in results.values()], "policy version")
+    for ax, title in zip(axes, ["eval success rate (no intervention)", "intervention rate (training episodes)", "policy version in the actor"]):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("env steps (through the ROS graph)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[1].set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
