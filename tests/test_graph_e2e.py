@@ -32,6 +32,8 @@ class CommandListener:
         self.twists = []
         self.node.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST,
                                       lambda m: self.twists.append(codec.twist_from_msg(m)), qos(C.COMMAND_QOS))
+        self.pub_transitions = self.node.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
+        self.pub_policy = self.node.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self.stop = threading.Event()
@@ -41,6 +43,20 @@ class CommandListener:
     def _spin(self):
         while not self.stop.is_set():
             self.executor.spin_once(timeout_sec=0.05)
+
+    def inject_garbage(self) -> int:
+        """Bad payloads from a stranger on the graph: each must be rejected, nothing may crash."""
+        good = bytes(codec.encode_policy(b"not an onnx model", 10_000).data)
+        bad = [good[:-3], b"XXXX" + good[4:], bytes(codec.encode_policy(b"x", 1).data)]  # truncated, magic, kind
+        corrupt = bytearray(good)
+        corrupt[-1] ^= 0xFF
+        bad.append(bytes(corrupt))
+        for raw in bad:
+            msg = C.TYPES[C.TRANSITIONS]()
+            msg.data = raw
+            self.pub_transitions.publish(msg)
+        self.pub_policy.publish(codec.encode_policy(b"not an onnx model", 10_000))  # valid frame, bad model
+        return len(bad)
 
     def close(self):
         self.stop.set()
@@ -52,23 +68,30 @@ class CommandListener:
 @pytest.fixture(scope="module")
 def sim_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    import time
+
     listener = CommandListener()
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "robot_rl.cli", "sim", "--task", "pick_cube", "--steps", str(STEPS),
              "--run-dir", str(run_dir), "-p", "publish_every:=15", "-p", "min_steps:=20",
              "-p", "takeover.stuck_steps:=8", "-p", "takeover.max_takeover_steps:=10"],
-            capture_output=True, text=True, timeout=600,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (run_dir / "store.zarr").exists() and proc.poll() is None:
+            time.sleep(0.2)
+        injected = listener.inject_garbage()
+        out, _ = proc.communicate(timeout=600)
     finally:
         listener.close()
-    print(proc.stdout[-3000:], proc.stderr[-3000:])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return run_dir, listener.twists, proc.stdout
+    print(out[-3000:])
+    assert proc.returncode == 0, out[-3000:]
+    return run_dir, listener.twists, out, injected
 
 
 def test_learner_received_every_logged_step(sim_run):
-    run_dir, _, _ = sim_run
+    run_dir, _, _, injected = sim_run
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
     n = root["data/action"].shape[0]
     assert n >= STEPS - 1
@@ -76,12 +99,12 @@ def test_learner_received_every_logged_step(sim_run):
     received = {tuple(k) for k in learner["received"]}
     assert len(received) == n
     assert {i for _, i in received} == set(range(n))
-    assert learner["rejected"] == 0 and learner["trainer_error"] is None
+    assert learner["rejected"] == injected and learner["trainer_error"] is None
     assert learner["updates"] > 0
 
 
 def test_actor_swapped_successive_policies(sim_run):
-    run_dir, _, _ = sim_run
+    run_dir, _, _, injected = sim_run
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
     versions = np.unique(root["data/policy_version"][:])
     real = versions[versions >= 0]
@@ -90,7 +113,7 @@ def test_actor_swapped_successive_policies(sim_run):
 
 
 def test_teleop_steps_are_flagged(sim_run):
-    run_dir, _, _ = sim_run
+    run_dir, _, _, injected = sim_run
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
     intervened = root["data/intervened"][:].astype(bool)
     stamps = root["data/timestamp"][:]
@@ -105,7 +128,7 @@ def test_teleop_steps_are_flagged(sim_run):
 
 
 def test_store_reopens_in_plain_zarr(sim_run):
-    run_dir, _, _ = sim_run
+    run_dir, _, _, injected = sim_run
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
     ends = root["meta/episode_ends"][:]
     n = root["data/action"].shape[0]
@@ -116,7 +139,7 @@ def test_store_reopens_in_plain_zarr(sim_run):
 
 
 def test_no_command_left_the_safety_bounds(sim_run):
-    run_dir, twists, stdout = sim_run
+    run_dir, twists, stdout, _ = sim_run
     cfg = SafetyConfig()  # config/sim.yaml uses these bounds
     assert len(twists) >= STEPS * 0.9
     assert all(within_bounds(t, cfg) for t in twists)
@@ -149,3 +172,11 @@ def test_ctrl_c_shuts_the_graph_down_cleanly(tmp_path):
     summary = json.loads((run_dir / "actor_summary.json").read_text())
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
     assert root["data/action"].shape[0] >= summary["steps_logged"] > 0
+
+
+def test_bad_policy_is_refused_and_the_last_good_one_kept(sim_run):
+    run_dir, _, _, _ = sim_run
+    log = (run_dir / "logs" / "actor.log").read_text()
+    assert "policy rejected" in log and "onnxruntime cannot load" in log
+    versions = json.loads((run_dir / "actor_summary.json").read_text())["versions_used"]
+    assert 10_000 not in versions and max(versions) >= 1
