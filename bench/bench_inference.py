@@ -22,19 +22,25 @@ from robot_rl.learn import make_agent
 from robot_rl.learn.synthetic import STATE_SPEC, camera_spec, random_obs
 
 
-def latencies(fn, inputs, warmup: int = 20) -> np.ndarray:
+def latencies(fn, inputs, warmup: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """(wall-clock ms, this thread's CPU ms) per call. On a shared machine the wall-clock tail
+    is mostly time spent descheduled; the CPU-time tail is what an unshared core would see."""
     for x in inputs[:warmup]:
         fn(x)
-    out = []
+    wall, cpu = [], []
     for x in inputs:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         fn(x)
-        out.append(time.perf_counter() - t)
-    return np.asarray(out) * 1e3  # ms
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    return np.asarray(wall) * 1e3, np.asarray(cpu) * 1e3
 
 
-def stats(ms: np.ndarray) -> dict:
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": int(ms.size)}
+def stats(ms: tuple[np.ndarray, np.ndarray]) -> dict:
+    wall, cpu = ms
+    return {"p50_ms": float(np.percentile(wall, 50)), "p99_ms": float(np.percentile(wall, 99)),
+            "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p99_ms": float(np.percentile(cpu, 99)),
+            "n": int(wall.size)}
 
 
 def bench_spec(name, spec, n, tmp) -> dict:
@@ -73,12 +79,14 @@ def main():
             r = bench_spec(name, spec, n, tmp)
             rows.append(r)
             o, m, t = r["onnx_one_step"], r["torch_multi_step"], r["torch_one_step"]
-            print(f"{name:8s} ONNX one-step p50 {o['p50_ms']:.3f} p99 {o['p99_ms']:.3f} ms | "
-                  f"torch {r['flow_steps']}-step p50 {m['p50_ms']:.3f} p99 {m['p99_ms']:.3f} ms | "
-                  f"torch one-step p50 {t['p50_ms']:.3f} ms | ratio p99 {r['ratio_p99']:.3f} p50 {r['ratio_p50']:.3f}",
+            print(f"{name:8s} ONNX one-step p50 {o['p50_ms']:.3f} p99 {o['p99_ms']:.3f} ms "
+                  f"(CPU time p99 {o['cpu_p99_ms']:.3f}) | torch {r['flow_steps']}-step p50 {m['p50_ms']:.3f} "
+                  f"p99 {m['p99_ms']:.3f} ms (CPU p99 {m['cpu_p99_ms']:.3f}) | torch one-step p50 "
+                  f"{t['p50_ms']:.3f} ms | ONNX/multi-step p50 {r['ratio_p50']:.3f} p99 {r['ratio_p99']:.3f}",
                   flush=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "onnxruntime": ort.__version__, "torch": torch.__version__}
+               "load_avg_1min": round(os.getloadavg()[0], 2), "onnxruntime": ort.__version__,
+               "torch": torch.__version__}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"machine": machine, "rows": rows}, f, indent=1)

@@ -58,6 +58,7 @@ def main():
             print(f"{r['kind']:5s} {r['obs']:22s} batch {r['batch']}  {r['n_critics']} critics  "
                   f"{r['updates_per_s']:8.2f} updates/s  (median {1000 * r['median_s']:.1f} ms over {n})", flush=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
+               "load_avg_1min": round(os.getloadavg()[0], 2),
                "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

@@ -159,15 +159,14 @@ class Agent:
             return self.nets["actor_encoder"](obs)
         return critic_feats.detach()
 
-    def _policy_chunk(self, feats, noise=None, deterministic=True):
+    def _policy_chunk(self, feats, deterministic=True):
         """The deployed policy on features: (chunk (B, H, A), log-prob or None)."""
         b = feats.shape[0]
         if self.kind == "sac":
             if deterministic:
                 return self.nets["actor"].mean_action(feats), None
             return self.nets["actor"].sample(feats, self.gen)
-        if noise is None:
-            noise = feats.new_zeros(b, self.flat_dim) if deterministic else self._randn(b, self.flat_dim)
+        noise = feats.new_zeros(b, self.flat_dim) if deterministic else self._randn(b, self.flat_dim)
         if self.kind == "flow":
             return self.nets["onestep"](feats, noise), None
         return self.nets["flow"].sample(feats, noise, self.cfg.flow_steps), None
@@ -187,8 +186,8 @@ class Agent:
         Update-to-data ratio: the batch is split into `n_critic_steps` equal interleaved
         minibatches (each with the batch's demo/online mix), the critic takes one gradient step
         on each, then the actor takes one step on the last one (RLPD's recipe for UTD > 1 with
-        a single sampling call). Alternatively call update()
-        several times per env step. For kind "bc" every minibatch is one BC step.
+        a single sampling call). Alternatively call update() several times per env step.
+        For kind "bc" every minibatch is one BC step.
         """
         b = batch_to_tensors(self.spec, batch, self.cfg.chunk_len, self.action_dim, self.device)
         n = int(n_critic_steps)
@@ -220,7 +219,7 @@ class Agent:
                 policy_feats = nets["actor_encoder"](next_obs) if "actor_encoder" in nets else next_feats
                 next_actions, next_logp = self._policy_chunk(policy_feats, deterministic=False)
                 target_q = self._target_q(next_feats, next_actions)
-                if next_logp is not None:  # SAC soft backup
+                if next_logp is not None and c.backup_entropy:  # SAC soft backup
                     target_q = target_q - nets["log_temp"][0].exp() * next_logp.float()
                 y = b["reward"] + b["discount"] * target_q
             inp = torch.cat([feats, b["actions"].flatten(1).to(feats.dtype)], -1)

@@ -54,8 +54,9 @@ class AgentConfig:
     flow_steps: int = 10  # Euler steps of the multi-step sampler
     alpha: float = 10.0  # Flow Q-learning distillation weight: the one key knob
     # SAC baseline (kind "sac")
-    init_temperature: float = 0.1
+    init_temperature: float = 0.01  # SERL's default; sparse rewards drown in a larger bonus
     target_entropy: float | None = None  # None -> -H*A/2
+    backup_entropy: bool = False  # soft (entropy) term in the critic target, off as in SERL
     # critic value head: plain regression, or HL-Gauss histogram classification
     hl_gauss: bool = False
     hl_bins: int = 101
