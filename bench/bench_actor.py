@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     run_dir = Path(tempfile.mkdtemp())
     actor = subprocess.Popen(
-        [sys.executable, "-m", "robot_rl.nodes.actor", "--ros-args", "-p", "trigger:=observation",
+        [sys.executable] + (["-m", "cProfile", "-o", os.environ["ACTOR_PROFILE"]] if os.environ.get("ACTOR_PROFILE") else []) + ["-m", "robot_rl.nodes.actor", "--ros-args", "-p", "trigger:=observation",
          "-p", f"policy_cameras:={args.cameras}", "-p", f"run_dir:={run_dir}", "-p", "use_sim_time:=false",
          "-p", "safety.stale_timeout_s:=1000.0"],
         stdout=open(run_dir / "actor.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT,

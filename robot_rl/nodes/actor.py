@@ -206,40 +206,47 @@ class ActorNode(Node):
         if self.finished:
             self._hold("step budget spent")
             return
+        if self.max_steps and self.log.steps_logged + (self.log.pending is not None) >= self.max_steps:
+            self.finished = True  # this observation completes the last step: exactly max_steps logged
+            self._hold("step budget spent")
+            self._record(obs, status)
+            return
+        terminal = status["terminated"] or status["truncated"]
+        if not terminal:  # command first, bookkeeping after: the store write is off the latency path
+            action, intervened = self._decide(obs, obs_t)
+            twist, grip = self.action_spec.to_command(action)
+            result = self.safety.filter(twist, grip, obs["proprio"][:3], age)
+            if result.held:
+                self._count_hold(result.reasons)
+            self._publish(result.twist, result.grip, obs_t)
+        if self._record(obs, status):
+            executed = self.action_spec.from_command(result.twist, result.grip)
+            self.log.act(obs, executed, intervened, self._version(), obs_t, eval_mode=self.evaluating)
+            self.versions_used.add(self._version())
+
+    def _decide(self, obs: dict, obs_t: float) -> tuple[np.ndarray, bool]:
+        """The human's action while engaged (never during evaluation), else the policy's."""
+        if self.engaged and not self.evaluating and self._teleop_fresh(obs_t):
+            twist = codec.twist_from_msg(self.latest[C.TELEOP_TWIST])
+            grip = codec.gripper_from_msg(self.latest[C.TELEOP_GRIPPER])
+            self.chunks.clear()
+            return self.action_spec.from_command(twist, grip), True
+        if self.policy is not None:
+            try:
+                return self.chunks.next(lambda: self.policy(obs)), False
+            except PolicyError as e:
+                self.get_logger().error(f"policy failed, holding: {e}")
+        action = np.zeros(self.action_spec.dim, np.float32)
+        action[-1] = -1.0  # no policy yet: hold still, gripper open
+        return action, False
+
+    def _record(self, obs: dict, status: dict) -> bool:
+        """Complete the previous step with this observation's outcome; True if an episode is open."""
         ended = self.log.episodes_done
         acting = self.log.observe(obs, status, eval_mode=self.evaluating)
         if self.log.episodes_done > ended:
             self._schedule_eval()  # decided before the next episode's first observation
-        if self.max_steps and self.log.steps_logged >= self.max_steps:
-            self.finished = True  # exactly max_steps steps are logged
-            self._hold("step budget spent")
-            return
-        if not acting:
-            return  # terminal observation: the twin resets, nothing to command
-        intervened = False
-        action = None
-        if self.engaged and not self.log.episode_eval and self._teleop_fresh(obs_t):
-            twist = codec.twist_from_msg(self.latest[C.TELEOP_TWIST])
-            grip = codec.gripper_from_msg(self.latest[C.TELEOP_GRIPPER])
-            action = self.action_spec.from_command(twist, grip)
-            intervened = True
-            self.chunks.clear()
-        elif self.policy is not None:
-            try:
-                action = self.chunks.next(lambda: self.policy(obs))
-            except PolicyError as e:
-                self.get_logger().error(f"policy failed, holding: {e}")
-        if action is None:
-            action = np.zeros(self.action_spec.dim, np.float32)
-            action[-1] = -1.0  # no policy yet: hold still, gripper open
-        twist, grip = self.action_spec.to_command(action)
-        result = self.safety.filter(twist, grip, obs["proprio"][:3], age)
-        if result.held:
-            self._count_hold(result.reasons)
-        self._publish(result.twist, result.grip, obs_t)
-        executed = self.action_spec.from_command(result.twist, result.grip)
-        self.log.act(obs, executed, intervened, self._version(), obs_t, eval_mode=self.log.episode_eval)
-        self.versions_used.add(self._version())
+        return acting
 
     def _teleop_fresh(self, obs_t: float) -> bool:
         msg, grip = self.latest.get(C.TELEOP_TWIST), self.latest.get(C.TELEOP_GRIPPER)
