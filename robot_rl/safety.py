@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_rl.configs import from_mapping
+
 
 @dataclass
 class SafetyConfig:
@@ -30,15 +32,12 @@ class SafetyConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "SafetyConfig":
         d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown safety keys {sorted(unknown)}")
         for k in ("workspace_min", "workspace_max"):
             if k in d:
                 d[k] = tuple(float(x) for x in d[k])
                 if len(d[k]) != 3:
                     raise ValueError(f"safety.{k} needs 3 values (x, y, z)")
-        cfg = cls(**d)
+        cfg = from_mapping(cls, d, "safety")
         if np.any(np.asarray(cfg.workspace_min) >= np.asarray(cfg.workspace_max)):
             raise ValueError("safety.workspace_min must be below workspace_max on every axis")
         return cfg

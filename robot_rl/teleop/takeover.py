@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_rl.configs import from_mapping
+
 
 @dataclass
 class TakeoverConfig:
@@ -24,11 +26,7 @@ class TakeoverConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TakeoverConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown takeover keys {sorted(unknown)}")
-        return cls(**d)
+        return from_mapping(cls, d, "takeover")
 
 
 class TakeoverRule:
