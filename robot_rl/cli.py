@@ -18,48 +18,43 @@ import time
 from pathlib import Path
 
 
-def _progress_line(st: dict, budget: int) -> str:
+def _progress_line(st: dict, budget: str) -> str:
     a, l = st.get("actor", {}), st.get("learner", {})
     steps = int(a.get("steps", 0))
     ev = f"eval {float(a['eval_success_rate']):.0%} @{a['eval_at_steps']}  " if "eval_success_rate" in a else ""
-    return (f"steps {steps}/{budget or '-'}  episodes {a.get('episodes', 0)}  {ev}"
+    return (f"steps {steps}/{budget}  episodes {a.get('episodes', 0)}  {ev}"
             f"success {float(a.get('success_rate', 0)):.0%}  interventions {float(a.get('intervention_rate', 0)):.0%}  "
             f"policy v{a.get('policy_version', -1)}  updates {l.get('updates', 0)} ({l.get('updates_per_s', 0)}/s)")
 
 
-def cmd_sim(args) -> int:
+def _parse_params(items) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep:
+            raise SystemExit(f"robot-rl: --param wants NAME:=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+def run_graph(name: str, params: str | None, overrides: dict, run_dir: Path, budget: str) -> tuple[int, str]:
+    """Bring a graph up (robot_rl.graph), show progress, bring it down when the actor has spent
+    its budget (and a learner has every logged step), on Ctrl-C, or when a node dies."""
     from robot_rl.bringup import Graph
     from robot_rl.graph import graph
 
-    nodes, default_params = graph("sim")
-    params = str(Path(args.params).resolve()) if args.params else default_params
-    run_dir = Path(args.run_dir or f"runs/{args.task}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = {"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "max_steps": args.steps}
-    if args.cameras is not None:
-        overrides["policy_cameras"] = args.cameras
-        overrides["image_size"] = args.image_size
-    if args.kind:
-        overrides["kind"] = args.kind
-    demos = _demo_store(args, run_dir)
-    if demos:
-        overrides["demos"] = demos
-    for item in args.param:
-        name, sep, value = item.partition(":=")
-        if not sep:
-            print(f"robot-rl sim: --param wants NAME:=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        overrides[name] = value
+    nodes, default_params = graph(name)
+    params = str(Path(params).resolve()) if params else default_params
     env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
-    g = Graph(nodes, params, overrides, run_dir, env)
     os.environ.update(env)
+    g = Graph(nodes, params, overrides, run_dir, env)
     from robot_rl.nodes.monitor import Monitor
 
     stop = {"signal": None}
     signal.signal(signal.SIGINT, lambda s, f: stop.update(signal=s))
     signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-    print(f"robot-rl sim: {args.task}, seed {args.seed}, budget {args.steps or 'none'} steps -> {run_dir}")
     print(f"  nodes: {', '.join(n.name for n in nodes)}; params {params}; logs in {run_dir / 'logs'}")
+    has_learner = any(n.name == "learner" for n in nodes)
     mon = Monitor()
     g.start()
     code, reason = 0, "stopped"
@@ -77,31 +72,53 @@ def cmd_sim(args) -> int:
                 break
             a, l = mon.status.get("actor", {}), mon.status.get("learner", {})
             if time.monotonic() - last_print > (0.5 if interactive else 10.0) and a:
-                line = _progress_line(mon.status, args.steps)
+                line = _progress_line(mon.status, budget)
                 print(("\r" + line) if interactive else line, end="" if interactive else "\n", flush=True)
                 last_print = time.monotonic()
             if a.get("finished") == "True":
                 finished_at = finished_at or time.monotonic()
                 # Every logged step must reach the learner before the graph goes down.
-                if int(l.get("ingested", -1)) >= int(a.get("steps", 0)) or time.monotonic() - finished_at > 30:
-                    reason = "step budget spent"
+                ingested = int(l.get("ingested", -1)) >= int(a.get("steps", 0)) if has_learner else True
+                if ingested or time.monotonic() - finished_at > 30:
+                    reason = "budget spent"
                     break
     finally:
         if interactive:
             print()
         g.stop([n for n in g.procs if n != "learner"])
-        g.stop(["learner"])
+        if has_learner:
+            g.stop(["learner"])
         g.close()
         mon.close()
     if code:
-        print(f"robot-rl sim: {reason}")
-        for name, rc in g.dead().items():
+        for node, rc in g.dead().items():
             if rc:
-                print(f"--- {name} (exit {rc}), last lines of its log:\n{g.log_tail(name)}")
-        return code
-    summary = _summarise(run_dir)
-    print(f"robot-rl sim: {reason}. " + summary)
-    return 0
+                print(f"--- {node} (exit {rc}), last lines of its log:\n{g.log_tail(node)}")
+    return code, reason
+
+
+def _run_dir(args, what: str) -> Path:
+    run_dir = Path(args.run_dir or f"runs/{args.task}-{what}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def cmd_sim(args) -> int:
+    run_dir = _run_dir(args, "sim")
+    overrides = {"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "max_steps": args.steps}
+    if args.cameras is not None:
+        overrides["policy_cameras"] = args.cameras
+        overrides["image_size"] = args.image_size
+    if args.kind:
+        overrides["kind"] = args.kind
+    print(f"robot-rl sim: {args.task}, seed {args.seed}, budget {args.steps or 'none'} steps -> {run_dir}")
+    demos = _demo_store(args, run_dir)
+    if demos:
+        overrides["demos"] = demos
+    overrides.update(_parse_params(args.param))
+    code, reason = run_graph("sim", args.params, overrides, run_dir, f"{args.steps or '-'}")
+    print(f"robot-rl sim: {reason}." + ("" if code else " " + _summarise(run_dir)))
+    return code
 
 
 def _demo_store(args, run_dir: Path) -> str:
@@ -143,6 +160,8 @@ def _summarise(run_dir: Path) -> str:
 
 
 def cmd_record(args) -> int:
+    if args.graph:
+        return _record_through_graph(args)
     from robot_rl.data.record import record_expert_episodes
     from robot_rl.twin import make_env, make_expert
 
@@ -157,6 +176,27 @@ def cmd_record(args) -> int:
                                  robot="twin", progress=progress)
     print(f"recorded {out['episodes']} episodes ({out['steps']} steps, {out['successes']} successes) into {out['store']}")
     return 0
+
+
+def _record_through_graph(args) -> int:
+    """The live graph with the teleop holding the robot from the first step to the last: every
+    step is a demonstration, logged by the actor as on the robot (source "demo")."""
+    run_dir = _run_dir(args, "record")
+    store = Path(args.store).resolve()
+    overrides = {"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "store": str(store),
+                 "max_episodes": args.episodes, "episode_source": "demo", "wait_for_learner": False,
+                 "eval_every": 0, "expert_noise": args.noise, "takeover.stuck_steps": 0,
+                 "takeover.max_takeover_steps": 1_000_000, "takeover.cooldown_steps": 0}
+    if args.cameras:
+        overrides.update(policy_cameras=args.cameras, image_size=args.image_size)
+    overrides.update(_parse_params(args.param))
+    print(f"robot-rl record: {args.episodes} episodes of {args.task} through the ROS graph -> {store}")
+    code, reason = run_graph("record", args.params, overrides, run_dir, f"{args.episodes} episodes")
+    if not code:
+        summary = json.loads((run_dir / "actor_summary.json").read_text())
+        print(f"robot-rl record: {reason}. {summary['episodes']} episodes, {summary['steps_logged']} steps, "
+              f"{summary['successes']} successes -> {store}")
+    return code
 
 
 def cmd_data(args) -> int:
@@ -213,6 +253,11 @@ def main(argv=None) -> int:
     r.add_argument("--cameras", default="", help='cameras to record, e.g. "front,wrist"')
     r.add_argument("--image-size", type=int, default=128)
     r.add_argument("--randomize", action="store_true", help="domain randomisation on")
+    r.add_argument("--graph", action="store_true",
+                   help="record through the live ROS graph (twin, teleop, actor) instead of the bare twin")
+    r.add_argument("--run-dir", default=None, help="with --graph: logs and summaries")
+    r.add_argument("--params", default=None, help="with --graph: parameter YAML")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE")
     r.set_defaults(func=cmd_record)
 
     d = sub.add_parser("data", help="inspect a zarr episode store")

@@ -28,6 +28,8 @@ GRAPHS = {
     # The twin stands in for the robot's drivers; everything else is what runs on the robot.
     "sim": (["learner", "actor", "teleop", "twin"], "sim.yaml"),
     "learner": (["learner"], "sim.yaml"),
+    # Recording demonstrations through the graph: the teleop drives every step, no learner.
+    "record": (["actor", "teleop", "twin"], "sim.yaml"),
 }
 
 

@@ -20,9 +20,9 @@ from robot_rl.configs import from_mapping
 
 @dataclass
 class SafetyConfig:
-    max_lin_vel: float = 0.25  # m/s, hard bound (policy scale may be lower)
+    max_lin_vel: float = 0.35  # m/s, hard bound on the norm (>= the action scale on 3 axes)
     max_ang_vel: float = 1.0  # rad/s
-    max_lin_accel: float = 4.0  # m/s^2, change of commanded linear velocity per second
+    max_lin_accel: float = 8.0  # m/s^2, change of commanded linear velocity per second
     max_ang_accel: float = 20.0  # rad/s^2
     workspace_min: tuple = (0.25, -0.35, 0.01)  # metres, base frame
     workspace_max: tuple = (0.75, 0.35, 0.45)

@@ -14,11 +14,12 @@ log = logging.getLogger(__name__)
 
 
 class EpisodeLog:
-    def __init__(self, store, send_step, send_episode_end, episode_meta: dict):
+    def __init__(self, store, send_step, send_episode_end, episode_meta: dict, source: str = "policy"):
         self.store = store
         self.send_step = send_step  # (step dict, meta) -> None
         self.send_episode_end = send_episode_end  # (final_obs, meta) -> None
         self.episode_meta = dict(episode_meta)
+        self.source = source  # "policy" on a learning run, "demo" when recording demonstrations
         self.pending: dict | None = None
         self.episode: int | None = None  # the status' episode id of the open episode
         self.episode_index = -1  # index in the store
@@ -47,7 +48,7 @@ class EpisodeLog:
         if self.episode != status["episode"] or self.episode_index < 0:
             self.episode = status["episode"]
             self._ep_intervened = False
-            self.store.begin_episode(**dict(self.episode_meta, source="eval" if eval_mode else "policy"))
+            self.store.begin_episode(**dict(self.episode_meta, source="eval" if eval_mode else self.source))
             self.episode_eval = eval_mode
             self.episode_index += 1
         self._last_obs = obs

@@ -41,6 +41,7 @@ class ActorNode(Node):
             raise ValueError(f"actor.trigger must be timer or observation, not {self.trigger!r}")
         self.teleop_wait_s = param(self, "teleop_wait_s", 0.5)
         self.max_steps = int(param(self, "max_steps", 0))
+        self.max_episodes = int(param(self, "max_episodes", 0))  # 0 = no limit
         # Every eval_every steps, eval_episodes episodes with no intervention allowed (0 = never).
         self.eval_every = int(param(self, "eval_every", 0))
         self.eval_episodes = int(param(self, "eval_episodes", 5))
@@ -203,12 +204,14 @@ class ActorNode(Node):
             return
         if self.log is None:
             self._open_store(obs)
+        if self.max_episodes and self.log.episodes_done >= self.max_episodes:
+            self.finished = True
         if self.finished:
-            self._hold("step budget spent")
+            self._hold("budget spent")
             return
         if self.max_steps and self.log.steps_logged + (self.log.pending is not None) >= self.max_steps:
             self.finished = True  # this observation completes the last step: exactly max_steps logged
-            self._hold("step budget spent")
+            self._hold("budget spent")
             self._record(obs, status)
             return
         terminal = status["terminated"] or status["truncated"]
@@ -282,14 +285,15 @@ class ActorNode(Node):
     # ------------------------------------------------------------------ storage and learner
     def _open_store(self, obs: dict) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "store.zarr"
+        path = Path(param(self, "store", "") or self.run_dir / "store.zarr")
         schema = {k: (tuple(np.shape(v)), np.asarray(v).dtype.str) for k, v in obs.items()}
         schema["action"] = ((self.action_spec.dim,), "<f4")
-        if path.exists():
-            self.store = EpisodeStore.open(str(path), mode="a")
-        else:
-            self.store = EpisodeStore.create(str(path), schema, attrs={"task": self.task, "action_names": list(self.action_spec.names)})
-        self.log = EpisodeLog(self.store, self._send_step, self._send_episode_end, {"task": self.task, "robot": "twin"})
+        # An existing store is appended to (a resumed run), and must have this run's schema.
+        self.store = EpisodeStore.open_or_create(
+            str(path), schema, attrs={"task": self.task, "action_names": list(self.action_spec.names)})
+        self.log = EpisodeLog(self.store, self._send_step, self._send_episode_end,
+                              {"task": self.task, "robot": param(self, "robot", "twin")},
+                              source=param(self, "episode_source", "policy"))
         self.get_logger().info(f"logging to {path}")
 
     def _send_step(self, step: dict, meta: dict) -> None:
