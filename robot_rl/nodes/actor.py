@@ -52,6 +52,7 @@ class ActorNode(Node):
         self.eval_history: list[dict] = []  # {"steps", "success_rate", "episodes"} per block
         # Sim: start acting only once a learner listens, so a run's first steps reach it too.
         self.wait_for_learner = bool(param(self, "wait_for_learner", False))
+        self.wait_for_teleop = bool(param(self, "wait_for_teleop", False))  # recording demos
         self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))
         self.state_based = not self.cameras
 
@@ -151,8 +152,9 @@ class ActorNode(Node):
     def _try_lockstep_tick(self) -> None:
         """Tick on every complete observation, in stamp order: the twin may publish a terminal
         observation and the next episode's first back to back, and both matter."""
-        if self.wait_for_learner and self.count_subscribers(C.TRANSITIONS) == 0:
-            self.sets.clear()  # not started: the twin holds still meanwhile, nothing to log
+        if (self.wait_for_learner and self.count_subscribers(C.TRANSITIONS) == 0) or (
+                self.wait_for_teleop and self.count_publishers(C.TELEOP_TWIST) == 0):
+            self.sets.clear()  # not started: the twin waits for a first command, nothing to log
             return
         while self.sets:
             key = min(self.sets)

@@ -64,6 +64,7 @@ class TwinNode(Node):
         self.commands: dict[int, dict] = {}  # stamp key -> {"twist":..., "grip":...}
         self.last_grip = -1.0
         self.timeouts = 0
+        self.commanded = False  # time stands still until a controller first commands
         self._reset(first=True)
         self.create_timer(0.001, self._poll, clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"twin up: task={self.task} cameras={self.cameras} dt={self.sim.control_dt}")
@@ -87,11 +88,12 @@ class TwinNode(Node):
         if "twist" in cmd:
             twist = cmd["twist"]
             grip = cmd.get("grip", self.last_grip)
-        elif time.monotonic() - self.published_at > self.timeout_s:
+        elif self.commanded and time.monotonic() - self.published_at > self.timeout_s:
             self.timeouts += 1
             twist, grip = np.zeros(6), self.last_grip  # nobody commands: hold, like the robot
         else:
             return
+        self.commanded = True
         self.commands = {k: v for k, v in self.commands.items() if k > key}
         self.last_grip = grip
         action = self.action_spec.from_command(np.nan_to_num(twist), grip)
