@@ -174,3 +174,12 @@ def test_same_seed_same_images():
         env.close()
     for a, b in zip(*imgs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_env_checker_with_cameras_and_render_mode():
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_env("pick_cube", cameras=("front", "wrist"), image_size=32, render_mode="rgb_array")
+    check_env(env)
+    assert env.render().shape == (32, 32, 3)
+    env.close()

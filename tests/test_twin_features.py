@@ -36,18 +36,25 @@ def test_rotation_actions_turn_the_gripper_and_keep_the_position():
     assert np.linalg.norm(obs["proprio"][:3] - p0) < 0.005
 
 
-def test_expert_drives_a_7d_env_through_its_config():
-    env = make_env("pick_cube", rotation=True)
+@pytest.mark.parametrize("task,params", [("pick_cube", {"yaw_range": 0.785}),
+                                         ("peg_insert", {"hole_yaw_range": 0.6})])
+def test_7d_experts_turn_the_gripper_onto_rotated_objects(task, params):
+    env = make_env(task, rotation=True, task_params=params)
     expert = make_expert(config=env.cfg)
-    obs, _ = env.reset(seed=0)
-    expert.reset()
-    for _ in range(100):
-        a = expert.act(obs)
-        assert a.shape == (7,) and a.dtype == np.float32
-        obs, _, term, trunc, info = env.step(a)
-        if term or trunc:
-            break
-    assert info["success"]
+    wins, turned = 0, []
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        yaw0 = yaw_of(obs["proprio"][3:7])
+        expert.reset()
+        for _ in range(100):
+            a = expert.act(obs)
+            assert a.shape == (7,) and a.dtype == np.float32
+            obs, _, term, trunc, info = env.step(a)
+            if term or trunc:
+                break
+        wins += info["success"]
+        turned.append(abs(np.angle(np.exp(1j * (yaw_of(obs["proprio"][3:7]) - yaw0)))))
+    assert wins == 4 and max(turned) > 0.1  # it had to turn to line up
 
 
 def test_without_rotation_the_orientation_is_held_down():
