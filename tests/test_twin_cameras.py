@@ -177,9 +177,11 @@ def test_same_seed_same_images():
 
 
 def test_env_checker_with_cameras_and_render_mode():
+    import gymnasium as gym
     from gymnasium.utils.env_checker import check_env
 
-    env = make_env("pick_cube", cameras=("front", "wrist"), image_size=32, render_mode="rgb_array")
+    env = gym.make("robot_rl/PickCube-v0", cameras=("front", "wrist"), image_size=32,
+                   render_mode="rgb_array").unwrapped
     check_env(env)
     assert env.render().shape == (32, 32, 3)
     env.close()
