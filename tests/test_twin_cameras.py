@@ -68,6 +68,7 @@ def test_camera_info_scales_intrinsics_to_the_rendered_size():
     assert K[1, 1] == pytest.approx(calib.fy * 96 / 480)
     assert K[0, 2] == pytest.approx((calib.cx + 0.5) * 160 / 640 - 0.5)
     assert info["frame_id"] == calib.frame_id and info["D"].shape == (5,)
+    np.testing.assert_array_equal(info["P"][:, :3], K)
     np.testing.assert_array_equal(info["extrinsic"], calib.extrinsic)
 
 

@@ -86,6 +86,7 @@ def _model_fields(env):
         "light": m.light_diffuse.copy(), "light_pos": m.light_pos.copy(), "rgba": m.geom_rgba.copy(),
         "cam_pos": m.cam_pos.copy(), "cam_quat": m.cam_quat.copy(), "mass": m.body_mass.copy(),
         "friction": m.geom_friction.copy(), "gain": m.actuator_gainprm[:, 0].copy(),
+        "material": m.geom_matid.copy(),
     }
 
 
@@ -117,12 +118,13 @@ def test_randomisation_on_changes_each_thing_it_names_and_is_seeded():
 
 
 def test_randomisation_items_switch_off_one_by_one():
-    env = make_env("pick_cube", randomize={"enabled": True, "colors": False, "camera_pos_jitter": 0.0,
-                                           "camera_rot_jitter": 0.0})
+    env = make_env("pick_cube", randomize={"enabled": True, "colors": False, "textures": False,
+                                           "camera_pos_jitter": 0.0, "camera_rot_jitter": 0.0})
     nominal = _model_fields(make_env("pick_cube"))
     env.reset(seed=3)
     f = _model_fields(env)
     np.testing.assert_array_equal(f["rgba"], nominal["rgba"])
+    np.testing.assert_array_equal(f["material"], nominal["material"])
     np.testing.assert_array_equal(f["cam_pos"], nominal["cam_pos"])
     assert not np.array_equal(f["gain"], nominal["gain"])
 

@@ -47,6 +47,7 @@ class RandomizationConfig:
     light_diffuse: tuple | None = (0.4, 1.0)  # head-light/scene light intensity range
     light_pos_jitter: float = 0.3  # m
     colors: bool = True  # table, floor, object colours (uniform rgb)
+    textures: bool = True  # table/floor texture from sim/cell.xml's dr_* materials (or none)
     camera_pos_jitter: float = 0.01  # m, per axis
     camera_rot_jitter: float = 0.02  # rad, about a random axis
     object_mass_scale: tuple | None = (0.5, 2.0)

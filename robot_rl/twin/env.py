@@ -199,8 +199,10 @@ class TwinEnv(gym.Env):
         so D is zeros; `calibration_D` is the real camera's)."""
         cam = self.cell.camera(name)
         H, W = self.cfg.image_size
+        K = cam.scaled_K(W, H)
         return dict(
-            width=W, height=H, K=cam.scaled_K(W, H), D=np.zeros(5), distortion_model="plumb_bob",
+            width=W, height=H, K=K, D=np.zeros(5), distortion_model="plumb_bob",
+            R=np.eye(3), P=np.hstack([K, np.zeros((3, 1))]),  # sensor_msgs/CameraInfo's R, P
             calibration_D=np.asarray(cam.distortion), frame_id=cam.frame_id,
             parent=cam.parent, extrinsic=cam.extrinsic.copy(),
         )

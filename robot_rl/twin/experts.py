@@ -29,7 +29,9 @@ class _Expert:
         self.phase = "approach"
         self.counter = 0
 
-    def _action(self, ee, target, grip: float, max_speed: float = 1.0, yaw_error: float = 0.0) -> np.ndarray:
+    def _action(self, ee, target, grip: float, max_speed: float = 1.0,
+                yaw_error: float = 0.0) -> np.ndarray:
+        """P-control of the ee towards target (speed capped at max_speed of the action range)."""
         v = self.gain * (np.asarray(target) - ee) / self.spec.max_lin_vel
         n = np.max(np.abs(v))
         if n > max_speed:
@@ -49,12 +51,13 @@ class _Expert:
         w, x, y, z = quat_wxyz
         return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
-    def _square_yaw_error(self, target_quat, ee_quat) -> float:
-        """Yaw turning the ee onto a square object's faces (any multiple of 90 deg does)."""
+    def _square_yaw_error(self, target_quat, current_quat) -> float:
+        """Yaw (rad, about the base z) lining the frame `current_quat` (the ee, or the peg it
+        holds) up with a square target's faces: any multiple of 90 deg does. 0 without rotation
+        actions. Heading = the frame's x axis in the base xy plane, also for the down-pointing ee."""
         if not self.spec.rotation:
             return 0.0
-        # the ee points down (its z flipped), so its x-axis heading is read the same way
-        err = self._yaw(target_quat) - self._yaw(ee_quat)
+        err = self._yaw(target_quat) - self._yaw(current_quat)
         return float((err + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
     @staticmethod
