@@ -1,8 +1,8 @@
 """Domain randomisation of the twin, drawn at reset from the env's seeded generator.
 
 What it changes (each item switchable in RandomizationConfig): scene light intensity and
-position, table/floor/object colours, table/floor textures, camera pose (jitter about the calibrated pose), object
-mass and friction, arm servo gains, action latency. With `enabled=False` it touches nothing.
+position, table/floor/object colours, table/floor textures, camera pose (jitter about the
+calibrated pose), object mass and friction, arm servo gains, action latency. With `enabled=False` it touches nothing.
 Nominal values are kept, so every reset draws around the calibrated/configured cell.
 """
 from __future__ import annotations
