@@ -36,6 +36,14 @@ def test_env_checker_passes(task):
     env.close()
 
 
+def test_state_only_env_never_renders():
+    env = make_env("pick_cube", cameras=())
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros(4, np.float32))
+    assert env.renderer._renderer is None  # no GL context was ever made
+
+
 def test_observation_layout_follows_spec():
     env = make_env("peg_insert")
     obs, info = env.reset(seed=3)
@@ -177,3 +185,5 @@ def test_bad_config_is_rejected_with_a_clear_error():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="expected"):
         env.step(np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step(np.array([np.nan, 0, 0, 0], np.float32))
