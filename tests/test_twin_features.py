@@ -247,3 +247,60 @@ def test_another_arm_through_config(tmp_path):
         if term or trunc:
             break
     assert info["success"]
+
+
+def _panda_urdf() -> str:
+    """A bare URDF (no actuators, no sites) with the Panda's DH kinematics and a two-finger hand."""
+    dh = [(0.0, 0.333, 0.0), (0.0, 0.0, -np.pi / 2), (0.0, 0.316, np.pi / 2), (0.0825, 0.0, np.pi / 2),
+          (-0.0825, 0.384, -np.pi / 2), (0.0, 0.0, np.pi / 2), (0.088, 0.0, np.pi / 2)]
+    limits = [(-2.8973, 2.8973), (-1.7628, 1.7628), (-2.8973, 2.8973), (-3.0718, -0.0698),
+              (-2.8973, 2.8973), (-0.0175, 3.7525), (-2.8973, 2.8973)]
+
+    def link(name, mass=1.0, geom='<sphere radius="0.04"/>', origin="0 0 0"):
+        collision = f'<collision><origin xyz="{origin}"/><geometry>{geom}</geometry></collision>' if geom else ""
+        return (f'<link name="{name}"><inertial><mass value="{mass}"/><inertia ixx="0.01" iyy="0.01" '
+                f'izz="0.01" ixy="0" ixz="0" iyz="0"/></inertial>{collision}</link>')
+
+    def joint(name, kind, parent, child, xyz, rpy="0 0 0", axis="0 0 1", limit=None):
+        lim = f'<limit lower="{limit[0]}" upper="{limit[1]}" effort="100" velocity="2"/>' if limit else ""
+        return (f'<joint name="{name}" type="{kind}"><parent link="{parent}"/><child link="{child}"/>'
+                f'<origin xyz="{xyz}" rpy="{rpy}"/><axis xyz="{axis}"/>{lim}</joint>')
+
+    parts = [link("base")]
+    for i, ((a, d, alpha), lim) in enumerate(zip(dh, limits), start=1):
+        parts.append(link(f"link{i}"))
+        xyz = f"{a} {-d * np.sin(alpha):.6f} {d * np.cos(alpha):.6f}"
+        parts.append(joint(f"j{i}", "revolute", "base" if i == 1 else f"link{i - 1}", f"link{i}", xyz,
+                           rpy=f"{alpha} 0 0", limit=lim))
+    pad = '<box size="0.022 0.012 0.054"/>'
+    parts += [link("flange", 0.01), joint("flange_fixed", "fixed", "link7", "flange", "0 0 0.107"),
+              link("hand", 0.7, '<box size="0.05 0.2 0.054"/>', "0 0 0.03"),
+              joint("hand_fixed", "fixed", "flange", "hand", "0 0 0", rpy=f"0 0 {-np.pi / 4}"),
+              link("finger_l", 0.02, pad, "0 0.006 0.027"), link("finger_r", 0.02, pad, "0 -0.006 0.027"),
+              joint("f1", "prismatic", "hand", "finger_l", "0 0 0.0584", axis="0 1 0", limit=(0, 0.04)),
+              joint("f2", "prismatic", "hand", "finger_r", "0 0 0.0584", axis="0 -1 0", limit=(0, 0.04)),
+              link("tcp", 0.001, geom=None),  # a frame only
+              joint("tcp_fixed", "fixed", "hand", "tcp", "0 0 0.1034")]
+    return '<?xml version="1.0"?><robot name="lab_arm">' + "".join(parts) + "</robot>"
+
+
+def test_a_bare_urdf_arm_gets_servos_and_an_ee_site(tmp_path):
+    urdf = tmp_path / "lab_arm.urdf"
+    urdf.write_text(_panda_urdf())
+    robot = dict(model=str(urdf), ee_site="tcp", arm_joints=[f"j{i}" for i in range(1, 8)],
+                 gripper_joints=["f1", "f2"], gripper_actuator="none")
+    env = make_env("pick_cube", robot=robot, cameras=("wrist",), image_size=32)
+    obs, _ = env.reset(seed=0)
+    assert env.model.nu == 9  # 7 arm servos + one per finger, added by the twin
+    np.testing.assert_allclose(obs["proprio"][:3], env.cfg.home_ee_pos, atol=0.031)
+    assert abs(obs["proprio"][4]) > 0.999  # pointing down
+    assert obs["wrist"].std() > 5  # the wrist camera sits on the URDF's flange link
+    p0 = obs["proprio"][:3].copy()
+    for _ in range(4):
+        obs, *_ = env.step(np.array([0.0, 1.0, -0.5, 1.0], np.float32))
+    moved = obs["proprio"][:3] - p0
+    assert 0.05 < moved[1] < 0.09 and -0.045 < moved[2] < -0.025 and abs(moved[0]) < 0.01, moved
+    assert obs["proprio"][7] < 0.005  # closed
+    for _ in range(3):
+        obs, *_ = env.step(np.array([0, 0, 0, -1.0], np.float32))
+    assert obs["proprio"][7] > 0.075  # open

@@ -71,13 +71,14 @@ class CartesianController:
     def command(self, twist, dt: float) -> np.ndarray:
         """Advance the reference by twist*dt and write the arm's joint targets to data.ctrl."""
         ee = self.d.site_xpos[self.site]
-        # (np.minimum/maximum: np.clip costs ~5 us a call on tiny arrays, this runs per step)
-        ref = np.minimum(np.maximum(self.ref_pos + twist[:3] * dt, self.lo), self.hi)
+        ref = self.ref_pos + twist[:3] * dt
         off = ref - ee
         dist = np.sqrt(off @ off)
         if dist > self.leash:  # blocked (contact) or far behind: do not wind up
             ref = ee + off * (self.leash / dist)
-        self.ref_pos = ref
+        # the box last, so the target never leaves it (np.minimum/maximum: np.clip costs ~5 us
+        # a call on arrays this small, and this runs every step)
+        self.ref_pos = np.minimum(np.maximum(ref, self.lo), self.hi)
         w = twist[3:]
         speed = np.sqrt(w @ w)
         if speed > 0.0:
