@@ -115,6 +115,10 @@ class TwinEnv(gym.Env):
         rng = self.np_random
         m, d = self.model, self.data
         extra_latency = self.randomizer.apply(rng)
+        if self.cfg.randomize.enabled:
+            # masses/inertias changed: recompute what MuJoCo derives from them at compile time
+            # (constraint regularisation uses them; stale values make grasps blow up)
+            mujoco.mj_setConst(m, d)
         self._clock_base += d.time + self.control_dt  # the settle step below counts too
         mujoco.mj_resetData(m, d)
         d.qpos[self.arm_qpos] = self.cfg.robot.home_qpos
