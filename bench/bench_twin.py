@@ -111,6 +111,8 @@ def expert_success(episodes: int) -> None:
         ("peg_insert", {"task_params": {"peg_start": "table"}}),
         ("pick_cube", {"rotation": True, "task_params": {"yaw_range": 0.785}}),
         ("peg_insert", {"rotation": True, "task_params": {"hole_yaw_range": 0.6}}),
+        ("pick_cube", {"randomize": True}),
+        ("peg_insert", {"randomize": True}),
     ]
     for task, kwargs in variants:
         env = make_env(task, **kwargs)
