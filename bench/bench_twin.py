@@ -105,10 +105,19 @@ def expert_success(episodes: int) -> None:
     """Success rate of the scripted experts, state-only, seeded episodes."""
     from robot_rl.twin import make_expert
 
-    for task, params in (("pick_cube", {}), ("peg_insert", {}), ("peg_insert", {"peg_start": "table"})):
-        env = make_env(task, task_params=params)
+    variants = [
+        ("pick_cube", {}),
+        ("peg_insert", {}),
+        ("peg_insert", {"task_params": {"peg_start": "table"}}),
+        ("pick_cube", {"rotation": True, "task_params": {"yaw_range": 0.785}}),
+        ("peg_insert", {"rotation": True, "task_params": {"hole_yaw_range": 0.6}}),
+        ("pick_cube", {"randomize": True}),
+        ("peg_insert", {"randomize": True}),
+    ]
+    for task, kwargs in variants:
+        env = make_env(task, **kwargs)
         for noise in (0.0, 0.1, 0.2):
-            expert = make_expert(task, noise=noise, seed=0, task_params=params)
+            expert = make_expert(noise=noise, seed=0, config=env.cfg)
             wins, lengths = 0, []
             for ep in range(episodes):
                 obs, _ = env.reset(seed=10_000 + ep)
@@ -119,8 +128,8 @@ def expert_success(episodes: int) -> None:
                         break
                 wins += info["success"]
                 lengths.append(t + 1)
-            label = f"{task} {params or ''} noise {noise}"
-            print(f"{label:<48s} success {wins}/{episodes} ({100 * wins / episodes:.0f} %), "
+            label = f"{task} {kwargs or ''} noise {noise}"
+            print(f"{label:<80s} success {wins}/{episodes} ({100 * wins / episodes:.0f} %), "
                   f"median length {int(np.median(lengths))} steps", flush=True)
 
 

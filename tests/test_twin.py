@@ -36,6 +36,14 @@ def test_env_checker_passes(task):
     env.close()
 
 
+def test_state_only_env_never_renders():
+    env = make_env("pick_cube", cameras=())
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros(4, np.float32))
+    assert env.renderer._renderer is None  # no GL context was ever made
+
+
 def test_observation_layout_follows_spec():
     env = make_env("peg_insert")
     obs, info = env.reset(seed=3)
@@ -177,3 +185,46 @@ def test_bad_config_is_rejected_with_a_clear_error():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="expected"):
         env.step(np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step(np.array([np.nan, 0, 0, 0], np.float32))
+
+
+def _dh_flange(q):
+    """Franka's published modified-DH table (Craig): flange pose for joint angles q."""
+    table = [  # a, d, alpha
+        (0.0, 0.333, 0.0), (0.0, 0.0, -np.pi / 2), (0.0, 0.316, np.pi / 2), (0.0825, 0.0, np.pi / 2),
+        (-0.0825, 0.384, -np.pi / 2), (0.0, 0.0, np.pi / 2), (0.088, 0.0, np.pi / 2),
+    ]
+
+    def link(a, d, alpha, theta):
+        ca, sa, ct, st = np.cos(alpha), np.sin(alpha), np.cos(theta), np.sin(theta)
+        return np.array([[ct, -st, 0, a], [st * ca, ct * ca, -sa, -d * sa],
+                         [st * sa, ct * sa, ca, d * ca], [0, 0, 0, 1]])
+
+    T = np.eye(4)
+    for (a, d, alpha), theta in zip(table, q):
+        T = T @ link(a, d, alpha, theta)
+    return T @ link(0.0, 0.107, 0.0, 0.0)
+
+
+def test_arm_matches_the_published_panda_kinematics():
+    import mujoco
+
+    env = make_env("pick_cube")
+    m, d = env.model, env.data
+    rng = np.random.default_rng(0)
+    lo, hi = m.jnt_range[env.arm_joint_ids].T
+    flange = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "flange")
+    for _ in range(5):
+        q = rng.uniform(lo, hi)
+        d.qpos[env.arm_qpos] = q
+        mujoco.mj_kinematics(m, d)
+        T = _dh_flange(q)
+        np.testing.assert_allclose(d.xpos[flange], T[:3, 3], atol=1e-6)
+        np.testing.assert_allclose(d.xmat[flange].reshape(3, 3), T[:3, :3], atol=1e-6)
+        # TCP: 0.1034 m along the flange z; the hand turned -45 deg about it
+        np.testing.assert_allclose(d.site_xpos[env.ee_site], T[:3, 3] + 0.1034 * T[:3, 2], atol=1e-6)
+        c, s = np.cos(-np.pi / 4), np.sin(-np.pi / 4)
+        np.testing.assert_allclose(d.site_xmat[env.ee_site].reshape(3, 3),
+                                   T[:3, :3] @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), atol=1e-6)
+    assert np.allclose(np.degrees(hi[[0, 1, 3, 5]]), [166.0, 101.0, -4.0, 215.0], atol=0.1)

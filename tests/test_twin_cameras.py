@@ -68,6 +68,7 @@ def test_camera_info_scales_intrinsics_to_the_rendered_size():
     assert K[1, 1] == pytest.approx(calib.fy * 96 / 480)
     assert K[0, 2] == pytest.approx((calib.cx + 0.5) * 160 / 640 - 0.5)
     assert info["frame_id"] == calib.frame_id and info["D"].shape == (5,)
+    np.testing.assert_array_equal(info["P"][:, :3], K)
     np.testing.assert_array_equal(info["extrinsic"], calib.extrinsic)
 
 
@@ -174,3 +175,14 @@ def test_same_seed_same_images():
         env.close()
     for a, b in zip(*imgs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_env_checker_with_cameras_and_render_mode():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("robot_rl/PickCube-v0", cameras=("front", "wrist"), image_size=32,
+                   render_mode="rgb_array").unwrapped
+    check_env(env)
+    assert env.render().shape == (32, 32, 3)
+    env.close()

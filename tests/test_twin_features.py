@@ -36,18 +36,25 @@ def test_rotation_actions_turn_the_gripper_and_keep_the_position():
     assert np.linalg.norm(obs["proprio"][:3] - p0) < 0.005
 
 
-def test_expert_drives_a_7d_env_through_its_config():
-    env = make_env("pick_cube", rotation=True)
+@pytest.mark.parametrize("task,params", [("pick_cube", {"yaw_range": 0.785}),
+                                         ("peg_insert", {"hole_yaw_range": 0.6})])
+def test_7d_experts_turn_the_gripper_onto_rotated_objects(task, params):
+    env = make_env(task, rotation=True, task_params=params)
     expert = make_expert(config=env.cfg)
-    obs, _ = env.reset(seed=0)
-    expert.reset()
-    for _ in range(100):
-        a = expert.act(obs)
-        assert a.shape == (7,) and a.dtype == np.float32
-        obs, _, term, trunc, info = env.step(a)
-        if term or trunc:
-            break
-    assert info["success"]
+    wins, turned = 0, []
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        yaw0 = yaw_of(obs["proprio"][3:7])
+        expert.reset()
+        for _ in range(100):
+            a = expert.act(obs)
+            assert a.shape == (7,) and a.dtype == np.float32
+            obs, _, term, trunc, info = env.step(a)
+            if term or trunc:
+                break
+        wins += info["success"]
+        turned.append(abs(np.angle(np.exp(1j * (yaw_of(obs["proprio"][3:7]) - yaw0)))))
+    assert wins == 4 and max(turned) > 0.1  # it had to turn to line up
 
 
 def test_without_rotation_the_orientation_is_held_down():
@@ -79,6 +86,7 @@ def _model_fields(env):
         "light": m.light_diffuse.copy(), "light_pos": m.light_pos.copy(), "rgba": m.geom_rgba.copy(),
         "cam_pos": m.cam_pos.copy(), "cam_quat": m.cam_quat.copy(), "mass": m.body_mass.copy(),
         "friction": m.geom_friction.copy(), "gain": m.actuator_gainprm[:, 0].copy(),
+        "material": m.geom_matid.copy(),
     }
 
 
@@ -110,12 +118,13 @@ def test_randomisation_on_changes_each_thing_it_names_and_is_seeded():
 
 
 def test_randomisation_items_switch_off_one_by_one():
-    env = make_env("pick_cube", randomize={"enabled": True, "colors": False, "camera_pos_jitter": 0.0,
-                                           "camera_rot_jitter": 0.0})
+    env = make_env("pick_cube", randomize={"enabled": True, "colors": False, "textures": False,
+                                           "camera_pos_jitter": 0.0, "camera_rot_jitter": 0.0})
     nominal = _model_fields(make_env("pick_cube"))
     env.reset(seed=3)
     f = _model_fields(env)
     np.testing.assert_array_equal(f["rgba"], nominal["rgba"])
+    np.testing.assert_array_equal(f["material"], nominal["material"])
     np.testing.assert_array_equal(f["cam_pos"], nominal["cam_pos"])
     assert not np.array_equal(f["gain"], nominal["gain"])
 
@@ -128,9 +137,11 @@ def test_randomised_images_differ_from_nominal():
     assert np.abs(a["front"].astype(int) - b["front"].astype(int)).mean() > 5
 
 
-def test_expert_still_succeeds_under_randomisation():
-    env = make_env("pick_cube", randomize=True)
-    expert = make_expert("pick_cube", seed=0)
+@pytest.mark.parametrize("task", ["pick_cube", "peg_insert"])
+def test_expert_still_succeeds_under_randomisation(task):
+    # (caught a real bug: masses changed at run time need mj_setConst, else grasps blow up)
+    env = make_env(task, randomize=True)
+    expert = make_expert(task, noise=0.1, seed=0)
     wins = 0
     for seed in range(6):
         obs, _ = env.reset(seed=seed)
@@ -238,3 +249,60 @@ def test_another_arm_through_config(tmp_path):
         if term or trunc:
             break
     assert info["success"]
+
+
+def _panda_urdf() -> str:
+    """A bare URDF (no actuators, no sites) with the Panda's DH kinematics and a two-finger hand."""
+    dh = [(0.0, 0.333, 0.0), (0.0, 0.0, -np.pi / 2), (0.0, 0.316, np.pi / 2), (0.0825, 0.0, np.pi / 2),
+          (-0.0825, 0.384, -np.pi / 2), (0.0, 0.0, np.pi / 2), (0.088, 0.0, np.pi / 2)]
+    limits = [(-2.8973, 2.8973), (-1.7628, 1.7628), (-2.8973, 2.8973), (-3.0718, -0.0698),
+              (-2.8973, 2.8973), (-0.0175, 3.7525), (-2.8973, 2.8973)]
+
+    def link(name, mass=1.0, geom='<sphere radius="0.04"/>', origin="0 0 0"):
+        collision = f'<collision><origin xyz="{origin}"/><geometry>{geom}</geometry></collision>' if geom else ""
+        return (f'<link name="{name}"><inertial><mass value="{mass}"/><inertia ixx="0.01" iyy="0.01" '
+                f'izz="0.01" ixy="0" ixz="0" iyz="0"/></inertial>{collision}</link>')
+
+    def joint(name, kind, parent, child, xyz, rpy="0 0 0", axis="0 0 1", limit=None):
+        lim = f'<limit lower="{limit[0]}" upper="{limit[1]}" effort="100" velocity="2"/>' if limit else ""
+        return (f'<joint name="{name}" type="{kind}"><parent link="{parent}"/><child link="{child}"/>'
+                f'<origin xyz="{xyz}" rpy="{rpy}"/><axis xyz="{axis}"/>{lim}</joint>')
+
+    parts = [link("base")]
+    for i, ((a, d, alpha), lim) in enumerate(zip(dh, limits), start=1):
+        parts.append(link(f"link{i}"))
+        xyz = f"{a} {-d * np.sin(alpha):.6f} {d * np.cos(alpha):.6f}"
+        parts.append(joint(f"j{i}", "revolute", "base" if i == 1 else f"link{i - 1}", f"link{i}", xyz,
+                           rpy=f"{alpha} 0 0", limit=lim))
+    pad = '<box size="0.022 0.012 0.054"/>'
+    parts += [link("flange", 0.01), joint("flange_fixed", "fixed", "link7", "flange", "0 0 0.107"),
+              link("hand", 0.7, '<box size="0.05 0.2 0.054"/>', "0 0 0.03"),
+              joint("hand_fixed", "fixed", "flange", "hand", "0 0 0", rpy=f"0 0 {-np.pi / 4}"),
+              link("finger_l", 0.02, pad, "0 0.006 0.027"), link("finger_r", 0.02, pad, "0 -0.006 0.027"),
+              joint("f1", "prismatic", "hand", "finger_l", "0 0 0.0584", axis="0 1 0", limit=(0, 0.04)),
+              joint("f2", "prismatic", "hand", "finger_r", "0 0 0.0584", axis="0 -1 0", limit=(0, 0.04)),
+              link("tcp", 0.001, geom=None),  # a frame only
+              joint("tcp_fixed", "fixed", "hand", "tcp", "0 0 0.1034")]
+    return '<?xml version="1.0"?><robot name="lab_arm">' + "".join(parts) + "</robot>"
+
+
+def test_a_bare_urdf_arm_gets_servos_and_an_ee_site(tmp_path):
+    urdf = tmp_path / "lab_arm.urdf"
+    urdf.write_text(_panda_urdf())
+    robot = dict(model=str(urdf), ee_site="tcp", arm_joints=[f"j{i}" for i in range(1, 8)],
+                 gripper_joints=["f1", "f2"], gripper_actuator="none")
+    env = make_env("pick_cube", robot=robot, cameras=("wrist",), image_size=32)
+    obs, _ = env.reset(seed=0)
+    assert env.model.nu == 9  # 7 arm servos + one per finger, added by the twin
+    np.testing.assert_allclose(obs["proprio"][:3], env.cfg.home_ee_pos, atol=0.031)
+    assert abs(obs["proprio"][4]) > 0.999  # pointing down
+    assert obs["wrist"].std() > 5  # the wrist camera sits on the URDF's flange link
+    p0 = obs["proprio"][:3].copy()
+    for _ in range(4):
+        obs, *_ = env.step(np.array([0.0, 1.0, -0.5, 1.0], np.float32))
+    moved = obs["proprio"][:3] - p0
+    assert 0.05 < moved[1] < 0.09 and -0.045 < moved[2] < -0.025 and abs(moved[0]) < 0.01, moved
+    assert obs["proprio"][7] < 0.005  # closed
+    for _ in range(3):
+        obs, *_ = env.step(np.array([0, 0, 0, -1.0], np.float32))
+    assert obs["proprio"][7] > 0.075  # open

@@ -20,7 +20,8 @@ class RobotConfig:
     model: str | None = None  # MJCF or URDF path; None = the bundled sim/panda.xml
     base_pos: tuple = (0.0, 0.0, 0.0)  # pose of the model's root in the base frame
     base_quat: tuple = (1.0, 0.0, 0.0, 0.0)  # wxyz
-    ee_site: str = "ee"  # TCP site: z along the fingers, fingers close along its y
+    ee_site: str = "ee"  # TCP site (or a body: a site is added at its origin): z along the
+    # fingers, fingers close along its y
     flange: str = "flange"  # body hand-eye (wrist camera) poses may be given in
     arm_joints: tuple = tuple(f"joint{i}" for i in range(1, 8))
     # Position actuators of the arm joints, in arm_joints order; () = find them by joint, and
@@ -28,7 +29,11 @@ class RobotConfig:
     arm_actuators: tuple = ()
     arm_kp: float = 2000.0
     gripper_joints: tuple = ("finger_joint1", "finger_joint2")
-    gripper_actuator: str = "gripper"  # position actuator; ctrl in its own units
+    # Position actuator of the gripper, ctrl in its own units; if the model has none by this
+    # name (e.g. a URDF), each gripper joint gets a position servo with gripper_kp and the
+    # other gripper joints are coupled to the first (as a URDF's mimic joints).
+    gripper_actuator: str = "gripper"
+    gripper_kp: float = 2000.0
     gripper_ctrl_open: float = 0.04
     gripper_ctrl_closed: float = 0.0
     # gripper opening (m) = gripper_width_scale * sum(gripper joint positions)
@@ -47,6 +52,7 @@ class RandomizationConfig:
     light_diffuse: tuple | None = (0.4, 1.0)  # head-light/scene light intensity range
     light_pos_jitter: float = 0.3  # m
     colors: bool = True  # table, floor, object colours (uniform rgb)
+    textures: bool = True  # table/floor texture from sim/cell.xml's dr_* materials (or none)
     camera_pos_jitter: float = 0.01  # m, per axis
     camera_rot_jitter: float = 0.02  # rad, about a random axis
     object_mass_scale: tuple | None = (0.5, 2.0)

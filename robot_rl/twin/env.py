@@ -21,7 +21,7 @@ from robot_rl.twin.config import TwinConfig
 from robot_rl.twin.controller import CartesianController
 from robot_rl.twin.randomization import Randomizer
 from robot_rl.twin.rendering import CameraRenderer
-from robot_rl.twin.scene import build_model
+from robot_rl.twin.scene import build_model, servo_name
 from robot_rl.twin.tasks import make_task
 
 
@@ -62,7 +62,11 @@ class TwinEnv(gym.Env):
         self.grip_qpos = m.jnt_qposadr[self.grip_joint_ids]
         self.grip_dof = m.jnt_dofadr[self.grip_joint_ids]
         self.arm_act = self._arm_actuators()
-        self.grip_act = int(_ids(m, mujoco.mjtObj.mjOBJ_ACTUATOR, [r.gripper_actuator], "gripper_actuator")[0])
+        if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, r.gripper_actuator) >= 0:
+            grip_names = [r.gripper_actuator]
+        else:  # the servos scene.py added, one per gripper joint, driven alike
+            grip_names = [servo_name(j) for j in r.gripper_joints]
+        self.grip_act = _ids(m, mujoco.mjtObj.mjOBJ_ACTUATOR, grip_names, "gripper_actuator")
         self.ee_site = int(_ids(m, mujoco.mjtObj.mjOBJ_SITE, [r.ee_site], "ee_site")[0])
         self.joint_names = tuple(r.arm_joints) + tuple(r.gripper_joints)
         self.camera_names = tuple(cfg.cameras)
@@ -111,6 +115,10 @@ class TwinEnv(gym.Env):
         rng = self.np_random
         m, d = self.model, self.data
         extra_latency = self.randomizer.apply(rng)
+        if self.cfg.randomize.enabled:
+            # masses/inertias changed: recompute what MuJoCo derives from them at compile time
+            # (constraint regularisation uses them; stale values make grasps blow up)
+            mujoco.mj_setConst(m, d)
         self._clock_base += d.time + self.control_dt  # the settle step below counts too
         mujoco.mj_resetData(m, d)
         d.qpos[self.arm_qpos] = self.cfg.robot.home_qpos
@@ -199,8 +207,10 @@ class TwinEnv(gym.Env):
         so D is zeros; `calibration_D` is the real camera's)."""
         cam = self.cell.camera(name)
         H, W = self.cfg.image_size
+        K = cam.scaled_K(W, H)
         return dict(
-            width=W, height=H, K=cam.scaled_K(W, H), D=np.zeros(5), distortion_model="plumb_bob",
+            width=W, height=H, K=K, D=np.zeros(5), distortion_model="plumb_bob",
+            R=np.eye(3), P=np.hstack([K, np.zeros((3, 1))]),  # sensor_msgs/CameraInfo's R, P
             calibration_D=np.asarray(cam.distortion), frame_id=cam.frame_id,
             parent=cam.parent, extrinsic=cam.extrinsic.copy(),
         )

@@ -29,17 +29,36 @@ class _Expert:
         self.phase = "approach"
         self.counter = 0
 
-    def _action(self, ee, target, grip: float, max_speed: float = 1.0) -> np.ndarray:
+    def _action(self, ee, target, grip: float, max_speed: float = 1.0,
+                yaw_error: float = 0.0) -> np.ndarray:
+        """P-control of the ee towards target (speed capped at max_speed of the action range)."""
         v = self.gain * (np.asarray(target) - ee) / self.spec.max_lin_vel
         n = np.max(np.abs(v))
         if n > max_speed:
             v *= max_speed / n
         a = np.zeros(self.spec.dim, np.float32)
         a[:3] = v
+        if self.spec.rotation:  # turn about the base z to line the fingers up
+            a[5] = np.clip(self.gain * yaw_error / self.spec.max_ang_vel, -max_speed, max_speed)
         a[-1] = grip
         if self.noise > 0:  # scaled with the speed cap, so slow precise phases stay precise
             a[:-1] += self.rng.normal(0.0, self.noise * max_speed, self.spec.dim - 1)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    @staticmethod
+    def _yaw(quat_wxyz) -> float:
+        """Heading of a frame's x axis in the base xy plane."""
+        w, x, y, z = quat_wxyz
+        return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+    def _square_yaw_error(self, target_quat, current_quat) -> float:
+        """Yaw (rad, about the base z) lining the frame `current_quat` (the ee, or the peg it
+        holds) up with a square target's faces: any multiple of 90 deg does. 0 without rotation
+        actions. Heading = the frame's x axis in the base xy plane, also for the down-pointing ee."""
+        if not self.spec.rotation:
+            return 0.0
+        err = self._yaw(target_quat) - self._yaw(current_quat)
+        return float((err + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
     @staticmethod
     def _split(obs):
@@ -64,16 +83,18 @@ class PickCubeExpert(_Expert):
         if self.rest_z is None:
             self.rest_z = cube[2]
         above = cube + [0.0, 0.0, self.hover]
+        yaw = self._square_yaw_error(objs[0, 3:], obs["proprio"][3:7])
         if self.phase == "approach":
-            if np.linalg.norm(ee[:2] - cube[:2]) < 0.01 and abs(ee[2] - above[2]) < 0.03:
+            if (np.linalg.norm(ee[:2] - cube[:2]) < 0.01 and abs(ee[2] - above[2]) < 0.03
+                    and abs(yaw) < 0.05):
                 self.phase = "descend"
-            return self._action(ee, above, -1.0)
+            return self._action(ee, above, -1.0, yaw_error=yaw)
         if self.phase == "descend":
             if np.linalg.norm(ee[:2] - cube[:2]) > 0.03:
                 self.phase = "approach"
             elif np.linalg.norm(ee - cube) < 0.008:
                 self.phase, self.counter = "grasp", 0
-            return self._action(ee, cube, -1.0)
+            return self._action(ee, cube, -1.0, yaw_error=yaw)
         if self.phase == "grasp":
             self.counter += 1
             if self.counter >= 3:
@@ -132,22 +153,24 @@ class PegInsertExpert(_Expert):
             self.phase = "approach"
             return self._action(ee, ee + [0.0, 0.0, 0.05], -1.0)
         tip_to_ee = ee - peg
+        yaw = self._square_yaw_error(objs[1, 3:], objs[0, 3:])  # peg faces onto the hole's
         if self.phase == "carry":
             goal_tip = rim + [0.0, 0.0, 0.015]
             err = goal_tip - peg
             if np.linalg.norm(err[:2]) > 0.01 and peg[2] < rim[2] + 0.01:
                 # clear the block's rim before going sideways (a peg picked from the table)
                 return self._action(ee, ee + [0.0, 0.0, rim[2] + 0.02 - peg[2]], 1.0)
-            if np.linalg.norm(err[:2]) < 0.0015 and abs(err[2]) < 0.01:
+            if np.linalg.norm(err[:2]) < 0.0015 and abs(err[2]) < 0.01 and abs(yaw) < 0.02:
                 self.phase = "insert"
             near = np.linalg.norm(err) < 0.015
-            return self._action(ee, goal_tip + tip_to_ee, 1.0, max_speed=0.25 if near else 1.0)
+            return self._action(ee, goal_tip + tip_to_ee, 1.0, max_speed=0.25 if near else 1.0,
+                                yaw_error=yaw)
         # insert: keep centring while going down; back off and realign if it caught the rim
         off_centre = np.linalg.norm(peg[:2] - rim[:2])
         if off_centre > self.p["clearance"] + 0.002 and peg[2] > rim[2] - 0.005:
             self.phase = "carry"
         goal_tip = rim - [0.0, 0.0, self.p["insert_depth"] + 0.01]
-        return self._action(ee, goal_tip + tip_to_ee, 1.0, max_speed=0.3)
+        return self._action(ee, goal_tip + tip_to_ee, 1.0, max_speed=0.3, yaw_error=yaw)
 
     def progress(self, obs) -> float:
         ee, width, objs = self._split(obs)

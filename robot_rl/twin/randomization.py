@@ -1,8 +1,8 @@
 """Domain randomisation of the twin, drawn at reset from the env's seeded generator.
 
 What it changes (each item switchable in RandomizationConfig): scene light intensity and
-position, table/floor/object colours, camera pose (jitter about the calibrated pose), object
-mass and friction, arm servo gains, action latency. With `enabled=False` it touches nothing.
+position, table/floor/object colours, table/floor textures, camera pose (jitter about the
+calibrated pose), object mass and friction, arm servo gains, action latency. With `enabled=False` it touches nothing.
 Nominal values are kept, so every reset draws around the calibrated/configured cell.
 """
 from __future__ import annotations
@@ -24,6 +24,11 @@ class Randomizer:
         self.color_geoms = np.array(
             [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, n) for n in ("cell/table", "cell/floor")]
             + list(self.obj_geoms), dtype=int)
+        self.surfaces = self.color_geoms[:2]  # table, floor
+        self.dr_materials = np.array(
+            [i for i in range(model.nmat)
+             if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_MATERIAL, i) or "").startswith("cell/dr_")],
+            dtype=int)
         self.arm_act = np.asarray(arm_ctrl_idx, dtype=int)
         self.cams = np.asarray(camera_ids, dtype=int)
         self.nominal = {
@@ -73,6 +78,12 @@ class Randomizer:
         if c.colors:
             m.geom_matid[self.color_geoms] = -1  # plain colours instead of the textures
             m.geom_rgba[self.color_geoms, :3] = rng.uniform(0.1, 0.9, (len(self.color_geoms), 3))
+        if c.textures and len(self.dr_materials):
+            # each surface: one of the spare textures (tinted by its rgba) or a plain colour
+            choice = rng.integers(-1, len(self.dr_materials), len(self.surfaces))
+            m.geom_matid[self.surfaces] = np.where(choice >= 0, self.dr_materials[choice], -1)
+            if not c.colors:
+                m.geom_rgba[self.surfaces, :3] = 1.0
         if c.camera_pos_jitter and len(self.cams):
             m.cam_pos[self.cams] = n["cam_pos"][self.cams] + rng.uniform(
                 -c.camera_pos_jitter, c.camera_pos_jitter, (len(self.cams), 3))

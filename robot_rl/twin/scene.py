@@ -28,17 +28,49 @@ def build_model(cfg: TwinConfig, cell: CellCalibration, task) -> mujoco.MjModel:
         _add_camera(spec, cam)
     task.build(spec)
     model = spec.compile()
-    missing = _arm_joints_without_actuator(model, cfg)
-    if missing and not cfg.robot.arm_actuators:
-        for j in missing:  # e.g. a URDF: drive those joints with position servos
-            kp = cfg.robot.arm_kp
-            spec.add_actuator(
-                name=f"{j}_servo", target=j, trntype=mujoco.mjtTrn.mjTRN_JOINT,
-                gainprm=[kp] + [0] * 9, biastype=mujoco.mjtBias.mjBIAS_AFFINE,
-                biasprm=[0, -kp, -0.1 * kp] + [0] * 7,
-            )
+    if _complete_robot(spec, model, cfg):  # e.g. a URDF: servos and an ee site added
         model = spec.compile()
     return model
+
+
+def servo_name(joint: str) -> str:
+    """Name of the position servo the twin adds to a joint that has no actuator."""
+    return f"{joint}_servo"
+
+
+def _complete_robot(spec: mujoco.MjSpec, model: mujoco.MjModel, cfg: TwinConfig) -> bool:
+    """Add what a bare model (a URDF) lacks: position servos on the arm joints (unless
+    arm_actuators names them) and on the gripper joints (unless gripper_actuator exists), and
+    a site for the ee when ee_site names a body. Returns whether anything was added."""
+    r, added = cfg.robot, False
+    servos = [] if r.arm_actuators else [(j, r.arm_kp) for j in _arm_joints_without_actuator(model, cfg)]
+    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, r.gripper_actuator) < 0:
+        for j in r.gripper_joints:
+            if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) < 0:
+                raise ValueError(f"twin.robot.gripper_joints: the model has no joint {j!r}")
+        servos += [(j, r.gripper_kp) for j in r.gripper_joints]
+        for j in r.gripper_joints:
+            # a URDF carries no motor inertia; without it light fingers make soft contacts
+            # (MuJoCo scales contact stiffness with the effective mass) and sink into objects
+            joint = spec.joint(j)
+            joint.armature = max(joint.armature, 0.05)
+        for j in r.gripper_joints[1:]:  # the fingers move as one (a URDF's mimic joints)
+            spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1=j, name2=r.gripper_joints[0],
+                              objtype=mujoco.mjtObj.mjOBJ_JOINT)
+    for joint, kp in servos:
+        spec.add_actuator(
+            name=servo_name(joint), target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT,
+            gainprm=[kp] + [0] * 9, biastype=mujoco.mjtBias.mjBIAS_AFFINE,
+            biasprm=[0, -kp, -0.1 * kp] + [0] * 7,  # kv without a force cap: implicit, stable
+        )
+        added = True
+    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, r.ee_site) < 0:
+        body = spec.body(r.ee_site)
+        if body is None:
+            raise ValueError(f"twin.robot.ee_site: the model has no site or body {r.ee_site!r}")
+        body.add_site(name=r.ee_site)
+        added = True
+    return added
 
 
 def _robot_spec(cfg: TwinConfig) -> mujoco.MjSpec:
@@ -47,6 +79,7 @@ def _robot_spec(cfg: TwinConfig) -> mujoco.MjSpec:
     if not path.is_file():
         raise FileNotFoundError(f"twin.robot.model: no MJCF/URDF at {path}")
     spec = mujoco.MjSpec.from_file(str(path))
+    spec.compiler.fusestatic = False  # URDF import would merge fixed links (a tool frame)
     base = np.eye(4)
     base[:3, :3] = quat_to_mat(cfg.robot.base_quat)
     base[:3, 3] = cfg.robot.base_pos

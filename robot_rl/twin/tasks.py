@@ -121,6 +121,7 @@ class PegInsert(Task):
         insert_depth=0.025,  # success: peg tip this far below the rim
         x_range=(0.42, 0.58),  # hole centre, base frame
         y_range=(-0.15, 0.15),
+        hole_yaw_range=0.0,  # +- rad; > 0 needs rotation actions to align the peg
         peg_start="hand",  # hand | table
         grip_depth_range=(0.03, 0.045),  # peg in hand: tip this far below the TCP
         peg_x_range=(0.35, 0.6),  # peg on the table
@@ -156,7 +157,8 @@ class PegInsert(Task):
     def reset(self, env, rng):
         hx, hy = rng.uniform(*self.p["x_range"]), rng.uniform(*self.p["y_range"])
         env.data.mocap_pos[self.mocap] = [hx, hy, TABLE_Z + self.p["hole_depth"]]
-        env.data.mocap_quat[self.mocap] = [1, 0, 0, 0]
+        yaw = rng.uniform(-1, 1) * self.p["hole_yaw_range"] if self.p["hole_yaw_range"] else 0.0
+        env.data.mocap_quat[self.mocap] = _yaw_quat(yaw)
         q = self.qadr
         if self.p["peg_start"] == "hand":
             ee, ee_quat = env.controller.ee_pos(), env.controller.ee_quat()
@@ -181,7 +183,11 @@ class PegInsert(Task):
 
     def success(self, data):
         tip, rim = data.xpos[self.body_ids[0]], data.mocap_pos[self.mocap]
-        inside = np.all(np.abs(tip[:2] - rim[:2]) <= self.p["peg_half"] + self.p["clearance"] + 1e-3)
+        yaw = 2.0 * np.arctan2(data.mocap_quat[self.mocap][3], data.mocap_quat[self.mocap][0])
+        c, s = np.cos(yaw), np.sin(yaw)
+        dx, dy = tip[:2] - rim[:2]
+        in_hole = np.array([c * dx + s * dy, -s * dx + c * dy])  # offset in the hole's frame
+        inside = np.all(np.abs(in_hole) <= self.p["peg_half"] + self.p["clearance"] + 1e-3)
         return bool(inside and self.tip_below_rim(data) >= self.p["insert_depth"])
 
     def shaped_reward(self, data, ee_pos):
