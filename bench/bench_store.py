@@ -105,8 +105,19 @@ def bench_sample(n_steps: int, cameras, chunk: int, batches: int) -> dict:
             t0 = time.perf_counter()
             next(pf)
             waits.append(time.perf_counter() - t0)
+    # throughput of 1 vs 2 prefetch threads, consumed as fast as they come
+    thr = {}
+    for threads in (1, 2):
+        with Prefetcher(lambda: mix.sample(256, rng), depth=4, threads=threads) as pf:
+            next(pf)
+            n = max(5, batches)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                next(pf)
+            thr[threads] = n / (time.perf_counter() - t0)
     return {"batches_per_s": 1.0 / t, "sample_ms": 1e3 * t, "sample_plus_to_torch_ms": 1e3 * tt,
-            "prefetched_wait_ms_first3": [round(1e3 * w, 3) for w in waits]}
+            "prefetched_wait_ms_first3": [round(1e3 * w, 3) for w in waits],
+            "prefetch_batches_per_s_1_thread": thr[1], "prefetch_batches_per_s_2_threads": thr[2]}
 
 
 def main() -> None:
@@ -146,7 +157,9 @@ def main() -> None:
         r = bench_sample(n, cams, chunk, batches=5 if q else 30)
         results["sample"][label] = r
         print(f"{label:28s} {r['batches_per_s']:8.1f} batches/s  ({r['sample_ms']:.2f} ms; +to_torch "
-              f"{r['sample_plus_to_torch_ms']:.2f} ms; prefetched wait {r['prefetched_wait_ms_first3']} ms)")
+              f"{r['sample_plus_to_torch_ms']:.2f} ms; prefetched wait {r['prefetched_wait_ms_first3']} ms; "
+              f"prefetch 1 thread {r['prefetch_batches_per_s_1_thread']:.1f}/s, "
+              f"2 threads {r['prefetch_batches_per_s_2_threads']:.1f}/s)")
     OUT.mkdir(exist_ok=True)
     (OUT / "bench_store.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {OUT / 'bench_store.json'}")
