@@ -272,3 +272,29 @@ def test_sampling_threads_while_adding_never_see_torn_rows(device):
     finally:
         stop.set()
         t.join()
+
+
+def test_from_store_reads_in_groups(tmp_path):
+    """Loading in small groups gives the same buffer as loading in one go."""
+    from robot_rl.data.replay import iter_store_episodes, select_episodes
+
+    path = tmp_path / "run.zarr"
+    with EpisodeStore.create(path, IMG) as s:
+        i = 0
+        for e, T in enumerate([3, 5, 2, 7, 4]):
+            s.begin_episode(source="policy")
+            for _ in range(T):
+                s.append_step(step_at(IMG, i))
+                i += 1
+            s.end_episode(obs_at(IMG, 100 + e))
+    store = EpisodeStore.open(path)
+    picked = select_episodes(store, episodes=[0, 1, 3, 4])
+    whole = list(iter_store_episodes(store, picked, ("proprio", "front"), max_rows=10**6))
+    small = list(iter_store_episodes(store, picked, ("proprio", "front"), max_rows=6))
+    assert [ep["index"] for ep, _, _ in small] == [0, 1, 3, 4]
+    for (_, sa, fa), (_, sb, fb) in zip(whole, small):
+        for k in sa:
+            np.testing.assert_array_equal(sa[k], sb[k])
+        np.testing.assert_array_equal(fa["front"], fb["front"])
+    np.testing.assert_array_equal(small[2][2]["proprio"], obs_at(IMG, 103)["proprio"])
+    np.testing.assert_array_equal(small[2][1]["proprio"][:, 0], np.arange(10, 17))

@@ -448,26 +448,39 @@ def select_episodes(store, sources=None, success_only: bool = False, episodes=No
     return out
 
 
-def iter_store_episodes(store, picked: list[dict], obs_keys):
+def iter_store_episodes(store, picked: list[dict], obs_keys, max_rows: int = 4096):
     """Yield (episode, steps {key: (T, ...)}, final_obs) for the picked episodes.
 
-    Reads each key once over the span of the picked episodes rather than per episode (zarr
-    reads cost milliseconds per call). An interrupted episode ends one step early, closed by
-    that step's observation."""
-    if not picked:
-        return
+    Reads each key once per group of neighbouring episodes (about max_rows steps) rather than
+    per episode (a zarr read costs milliseconds per call) or all at once (a store of images can
+    exceed memory). An interrupted episode ends one step early, closed by that step's
+    observation."""
     keys = tuple(obs_keys) + ("action", "reward", "terminated", "intervened")
-    lo = min(e["start"] for e in picked)
-    hi = max(e["start"] + e["length"] + (1 if e["interrupted"] else 0) for e in picked)
-    span = {k: store.read(k, lo, hi) for k in keys}
+
+    def stop(ep):  # one row past the last step used, and past the interrupted episode's last step
+        return ep["start"] + ep["length"] + (1 if ep["interrupted"] else 0)
+
+    groups, group = [], []
     for ep in picked:
-        a, b = ep["start"] - lo, ep["start"] - lo + ep["length"]
-        steps = {k: v[a:b] for k, v in span.items()}
-        if ep["interrupted"]:
-            final = {k: span[k][b] for k in obs_keys}
-        else:
-            final = {k: v for k, v in store.final_obs(ep["index"]).items() if k in obs_keys}
-        yield ep, steps, final
+        if group and stop(ep) - group[0]["start"] > max_rows:
+            groups.append(group)
+            group = []
+        group.append(ep)
+    if group:
+        groups.append(group)
+    for group in groups:
+        lo, hi = group[0]["start"], max(stop(ep) for ep in group)
+        e_lo, e_hi = group[0]["index"], group[-1]["index"] + 1
+        span = {k: store.read(k, lo, hi) for k in keys}
+        finals = {k: store.read_final_obs(k, e_lo, e_hi) for k in obs_keys}
+        for ep in group:
+            a, b = ep["start"] - lo, ep["start"] - lo + ep["length"]
+            steps = {k: v[a:b] for k, v in span.items()}
+            if ep["interrupted"]:
+                final = {k: span[k][b] for k in obs_keys}
+            else:
+                final = {k: v[ep["index"] - e_lo] for k, v in finals.items()}
+            yield ep, steps, final
 
 
 def to_torch(batch: dict, device="cpu") -> dict:
