@@ -106,6 +106,12 @@ class Column:
             if self.fsync:
                 f.flush()
                 os.fsync(f.fileno())
+        if self.fsync:  # the new directory entry too, for power-loss safety
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
