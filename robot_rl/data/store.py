@@ -112,7 +112,9 @@ class EpisodeStore:
         for key in EPISODE_BOOL_FIELDS:
             cls._create_array(meta, key, (), "|b1")
         for key in EPISODE_STR_FIELDS:
-            meta.create_array(key, shape=(0,), chunks=(1,), dtype=str, compressors=None)
+            # 64 episodes a chunk, replaced atomically at each begin_episode: reading the episode
+            # table costs a file per 64 episodes, not one per episode
+            meta.create_array(key, shape=(0,), chunks=(64,), dtype=str, compressors=None)
         create_commit_array(root, path)
         return cls(path, "a", fsync=fsync)
 
