@@ -18,7 +18,7 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 
-from robot_rl.data.replay import MixedReplay, Prefetcher, ReplayBuffer, to_torch
+from robot_rl.data.replay import MixedReplay, Prefetcher, to_torch
 from robot_rl.data.store import EpisodeStore
 from robot_rl.data.synthetic import make_schema, obs_at, scene_image, step_at
 

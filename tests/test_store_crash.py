@@ -103,10 +103,13 @@ def kill_and_check(tmp_path, kills, seed):
         proc, conn = forked_writer(ctx, path, seed=1000 * seed + k)
         ready = conn.recv()
         assert ready[0] == "ready", ready
-        time.sleep(float(rng.uniform(0.0, 0.25)))
+        early = []
+        if rng.random() < 0.75:  # mostly mid-run; otherwise right after opening (recovery just done)
+            early.append(conn.recv())  # the first step is in, whatever the machine's load
+            time.sleep(float(rng.uniform(0.0, 0.25)))
         proc.kill()  # SIGKILL
         proc.join()
-        msgs = drain(conn)
+        msgs = early + drain(conn)
         conn.close()
         steps = [m[1] for m in msgs if m[0] == "S"]
         episodes = [m[1] for m in msgs if m[0] == "E"]
@@ -139,12 +142,12 @@ def kill_and_check(tmp_path, kills, seed):
 
 def test_sigkill_at_random_moments_loses_no_completed_step(tmp_path):
     interrupted = kill_and_check(tmp_path, kills=20, seed=1)
-    assert interrupted >= 10  # most kills land inside an episode: the marking was exercised
+    assert interrupted >= 3  # many kills land inside an episode: the marking was exercised
 
 
 @pytest.mark.slow
 def test_sigkill_many_times(tmp_path):
-    kill_and_check(tmp_path, kills=200, seed=2)
+    assert kill_and_check(tmp_path, kills=200, seed=2) >= 30
 
 
 def test_reader_in_other_process_sees_only_committed_steps(tmp_path):

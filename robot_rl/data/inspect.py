@@ -35,7 +35,7 @@ def info(store) -> str:
     t = s.episode_table()
     ends = t["end"]
     lines = [f"store      {s.path}  ({_disk_bytes(s.path) / 1e6:.1f} MB on disk)",
-             f"keys       " + ", ".join(f"{k} {tuple(shape)} {np.dtype(d).name}" for k, (shape, d) in s.schema.items()),
+             "keys       " + ", ".join(f"{k} {tuple(shape)} {np.dtype(d).name}" for k, (shape, d) in s.schema.items()),
              f"episodes   {s.n_episodes} closed, {s.n_steps} steps"]
     if s.n_episodes:
         lengths = t["length"]

@@ -24,8 +24,11 @@ import threading
 
 import numpy as np
 
-from robot_rl.data.prefetch import Prefetcher, to_torch  # noqa: F401  (Prefetcher: part of this API)
+from robot_rl.data.prefetch import Prefetcher, to_torch
 from robot_rl.data.schema import SchemaError, check_fields, normalize_schema, obs_keys_of
+
+__all__ = ["ReplayBuffer", "MixedReplay", "Prefetcher", "to_torch", "intervention_segments", "select_episodes",
+           "iter_store_episodes"]
 
 _STEP_FIELDS = {"reward": ((), "<f4"), "terminated": ((), "|b1"), "intervened": ((), "|b1")}
 
