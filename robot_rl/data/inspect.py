@@ -3,6 +3,7 @@
 Backs `robot-rl data info|ls|export`. Every function takes an EpisodeStore or a path."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import Counter
 from pathlib import Path
@@ -85,6 +86,9 @@ def export_episode(store, i: int, out_dir, fps: int = 10) -> list[Path]:
     actions, proprio and reward vs step. Returns the written paths."""
     import imageio.v2 as imageio
     import matplotlib
+
+    if importlib.util.find_spec("imageio_ffmpeg") is None:  # imageio's mp4 writer
+        raise RuntimeError("export_episode writes mp4 with imageio-ffmpeg: pip install imageio-ffmpeg")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
