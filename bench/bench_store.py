@@ -18,7 +18,7 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 
-from robot_rl.data.replay import MixedReplay, Prefetcher, ReplayBuffer, to_torch
+from robot_rl.data.replay import MixedReplay, Prefetcher, to_torch
 from robot_rl.data.store import EpisodeStore
 from robot_rl.data.synthetic import make_schema, obs_at, scene_image, step_at
 
@@ -81,9 +81,9 @@ def bench_append(root: Path, n_steps: int, cameras, fsync: bool = False) -> dict
             "append_ms_p99": float(np.percentile(lat, 99)), "bytes_per_step": disk / n_steps}
 
 
-def bench_sample(n_steps: int, cameras, chunk: int, batches: int) -> dict:
+def bench_sample(n_steps: int, cameras, chunk: int, batches: int, device=None) -> dict:
     schema = make_schema(cameras=cameras, image_size=128)
-    mix = MixedReplay.create(schema, capacity=n_steps + n_steps // 50 + 8, chunk=chunk, gamma=0.99)
+    mix = MixedReplay.create(schema, capacity=n_steps + n_steps // 50 + 8, chunk=chunk, gamma=0.99, device=device)
     frames = {c: [scene_image(i, 128, seed=j) for i in range(64)] for j, c in enumerate(cameras)}
     for i in range(n_steps):
         step = step_at(schema, i, intervened=(i // 50) % 4 == 0, realistic_images=False)
@@ -94,6 +94,15 @@ def bench_sample(n_steps: int, cameras, chunk: int, batches: int) -> dict:
             mix.end_episode(obs_at(schema, i))
     rng = np.random.default_rng(0)
     mix.sample(256, rng)
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        def sample_synced():
+            mix.sample(256, rng)
+            torch.cuda.synchronize()
+
+        t = median_time(sample_synced, batches)
+        return {"batches_per_s": 1.0 / t, "sample_ms": 1e3 * t}
     t = median_time(lambda: mix.sample(256, rng), batches)
     tt = median_time(lambda: to_torch(mix.sample(256, rng), "cpu"), max(3, batches // 3))
     # learner-side wait per batch with a background prefetch thread (the rest of the time the
@@ -105,8 +114,19 @@ def bench_sample(n_steps: int, cameras, chunk: int, batches: int) -> dict:
             t0 = time.perf_counter()
             next(pf)
             waits.append(time.perf_counter() - t0)
+    # throughput of 1 vs 2 prefetch threads, consumed as fast as they come
+    thr = {}
+    for threads in (1, 2):
+        with Prefetcher(lambda: mix.sample(256, rng), depth=4, threads=threads) as pf:
+            next(pf)
+            n = max(5, batches)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                next(pf)
+            thr[threads] = n / (time.perf_counter() - t0)
     return {"batches_per_s": 1.0 / t, "sample_ms": 1e3 * t, "sample_plus_to_torch_ms": 1e3 * tt,
-            "prefetched_wait_ms_first3": [round(1e3 * w, 3) for w in waits]}
+            "prefetched_wait_ms_first3": [round(1e3 * w, 3) for w in waits],
+            "prefetch_batches_per_s_1_thread": thr[1], "prefetch_batches_per_s_2_threads": thr[2]}
 
 
 def main() -> None:
@@ -146,7 +166,15 @@ def main() -> None:
         r = bench_sample(n, cams, chunk, batches=5 if q else 30)
         results["sample"][label] = r
         print(f"{label:28s} {r['batches_per_s']:8.1f} batches/s  ({r['sample_ms']:.2f} ms; +to_torch "
-              f"{r['sample_plus_to_torch_ms']:.2f} ms; prefetched wait {r['prefetched_wait_ms_first3']} ms)")
+              f"{r['sample_plus_to_torch_ms']:.2f} ms; prefetched wait {r['prefetched_wait_ms_first3']} ms; "
+              f"prefetch 1 thread {r['prefetch_batches_per_s_1_thread']:.1f}/s, "
+              f"2 threads {r['prefetch_batches_per_s_2_threads']:.1f}/s)")
+    if torch.cuda.is_available():
+        print("== sample from a GPU-resident MixedReplay (device='cuda'), batch 256 ==")
+        for label, cams, n, chunk in (("2 cameras 128x128, H=4, cuda", ("front", "wrist"), 1000 if q else 20000, 4),):
+            r = bench_sample(n, cams, chunk, batches=5 if q else 50, device="cuda")
+            results["sample"][label] = r
+            print(f"{label:28s} {r['batches_per_s']:8.1f} batches/s  ({r['sample_ms']:.2f} ms)")
     OUT.mkdir(exist_ok=True)
     (OUT / "bench_store.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {OUT / 'bench_store.json'}")

@@ -1,6 +1,7 @@
 """info / ls / export_episode on a small store."""
 import imageio.v2 as imageio
 import numpy as np
+import pytest
 
 from robot_rl.data import inspect as store_inspect
 from robot_rl.data.store import EpisodeStore
@@ -40,6 +41,7 @@ def test_info_and_ls(tmp_path):
 
 
 def test_export_episode_writes_videos_and_plot(tmp_path):
+    pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg (a robot_rl dependency) is not installed")
     path = make_store(tmp_path / "run.zarr")
     written = store_inspect.export_episode(path, 1, tmp_path / "out")
     names = sorted(p.name for p in written)

@@ -22,14 +22,26 @@ def fill(buf, rewards, terminated, start=0, final=None):
     buf.end_episode({"proprio": np.full(8, start + len(rewards) if final is None else final, np.float32)})
 
 
+# None: numpy ring in host memory; "cpu": the torch ring (the code path of device="cuda")
+DEVICES = [None, pytest.param("cpu", id="torch")]
+
+
+def numpy_batch(batch):
+    """Batch with torch tensors (device-resident replay) as numpy arrays."""
+    if isinstance(batch, dict):
+        return {k: numpy_batch(v) for k, v in batch.items()}
+    return batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
+
+
 def batch_for(buf, starts):
     """Gather the batch for given global row indices (bypasses random sampling)."""
-    return buf._gather(np.asarray(starts))
+    return numpy_batch(buf._gather(np.asarray(starts)))
 
 
-def test_chunk_targets_match_hand_computation():
+@pytest.mark.parametrize("device", DEVICES)
+def test_chunk_targets_match_hand_computation(device):
     g = 0.5
-    buf = ReplayBuffer(STATE, capacity=64, chunk=3, gamma=g)
+    buf = ReplayBuffer(STATE, capacity=64, chunk=3, gamma=g, device=device)
     fill(buf, [1.0, 2.0, 4.0, 8.0], terminated=True)  # rows 0-3 steps, row 4 = final obs
     fill(buf, [1.0, 1.0], terminated=False, start=100)  # truncated: rows 5,6 steps, row 7 final
     b = batch_for(buf, [0, 1, 2, 3, 5, 6])
@@ -62,16 +74,17 @@ def test_nstep_with_single_actions():
     np.testing.assert_allclose(b["next_obs"]["proprio"][:, 0], [3, 5])
 
 
-def test_sampled_chunks_never_cross_episode_ends():
+@pytest.mark.parametrize("device", DEVICES)
+def test_sampled_chunks_never_cross_episode_ends(device):
     rng = np.random.default_rng(0)
-    buf = ReplayBuffer(STATE, capacity=500, chunk=4, gamma=0.99)
+    buf = ReplayBuffer(STATE, capacity=500, chunk=4, gamma=0.99, device=device)
     start = 0
     ends = []
     for T in [3, 1, 7, 2, 10]:
         fill(buf, [0.0] * T, terminated=False, start=start)
         start += T
         ends.append(start)
-    b = buf.sample(2000, rng)
+    b = numpy_batch(buf.sample(2000, rng))
     t0 = b["obs"]["proprio"][:, 0]
     ep_end = np.array([next(e for e in ends if e > t) for t in t0])
     acts = b["actions"][:, :, 0]
@@ -111,20 +124,21 @@ def test_open_episode_is_sampled_once_rows_exist():
     assert np.all(b["mask"] == 1)
 
 
-def test_mixed_replay_ratio_and_interventions():
+@pytest.mark.parametrize("device", DEVICES)
+def test_mixed_replay_ratio_and_interventions(device):
     rng = np.random.default_rng(3)
-    mix = MixedReplay.create(STATE, capacity=1000, chunk=2, gamma=0.9)
+    mix = MixedReplay.create(STATE, capacity=1000, chunk=2, gamma=0.9, device=device)
     for t in range(10):  # a demo episode: demo side only
         mix.add_step(state_step(1000 + t), demo=True)
     mix.end_episode({"proprio": np.full(8, 1010, np.float32)})
-    b = mix.sample(64, rng)
+    b = numpy_batch(mix.sample(64, rng))
     assert np.all(b["is_demo"] == 1)  # online side empty: all demos
     # online episode with an intervention on steps 3..5
     for t in range(10):
         mix.add_step(state_step(t, intervened=3 <= t < 6))
     mix.end_episode({"proprio": np.full(8, 10, np.float32)})
     assert len(mix.online) == 10 and len(mix.demo) == 13
-    b = mix.sample(1000, rng)
+    b = numpy_batch(mix.sample(1000, rng))
     src = b["obs"]["proprio"][:, 0]
     from_demo = slice(0, 500)
     assert np.all((src[from_demo] >= 1000) | ((src[from_demo] >= 3) & (src[from_demo] < 6)))
@@ -213,15 +227,24 @@ def test_to_torch_and_prefetch():
     assert b["obs"]["front"].dtype == torch.uint8 and b["actions"].shape == (8, 2, 4)
     t = to_torch(buf.sample(4, rng))
     assert t["next_obs"]["proprio"].shape == (4, 8)
+    gpu_like = ReplayBuffer(IMG, capacity=100, chunk=2, device="cpu")
+    for t in range(10):
+        gpu_like.add_step(step_at(IMG, t))
+    gpu_like.end_episode(obs_at(IMG, 10))
+    b = gpu_like.sample(8, rng)
+    assert isinstance(b["obs"]["front"], torch.Tensor) and b["obs"]["front"].dtype == torch.uint8
+    assert isinstance(b["reward"], torch.Tensor) and b["actions"].dtype == torch.float32
+    assert to_torch(b)["mask"] is b["mask"]
 
 
-def test_sampling_threads_while_adding_never_see_torn_rows():
+@pytest.mark.parametrize("device", DEVICES)
+def test_sampling_threads_while_adding_never_see_torn_rows(device):
     """A writer thread fills a small ring (so rows are overwritten all the time) while two
     prefetch threads sample: every sampled image matches its step index, obs and next_obs."""
     import threading
 
     schema = make_schema(cameras=("front",), image_size=8)
-    buf = ReplayBuffer(schema, capacity=64, chunk=3, gamma=0.9)
+    buf = ReplayBuffer(schema, capacity=64, chunk=3, gamma=0.9, device=device)
     for i in range(10):
         buf.add_step(step_at(schema, i))
     stop = threading.Event()
@@ -240,7 +263,7 @@ def test_sampling_threads_while_adding_never_see_torn_rows():
     try:
         with Prefetcher(lambda: buf.sample(32, rng), depth=2, threads=2) as pf:
             for _ in range(150):
-                b = next(pf)
+                b = numpy_batch(next(pf))
                 for part in ("obs", "next_obs"):
                     idx = b[part]["proprio"][:, 0].astype(np.int64)
                     np.testing.assert_array_equal(b[part]["front"][:, 1, 1, 0], (idx + 5) % 251)
@@ -249,3 +272,29 @@ def test_sampling_threads_while_adding_never_see_torn_rows():
     finally:
         stop.set()
         t.join()
+
+
+def test_from_store_reads_in_groups(tmp_path):
+    """Loading in small groups gives the same buffer as loading in one go."""
+    from robot_rl.data.replay import iter_store_episodes, select_episodes
+
+    path = tmp_path / "run.zarr"
+    with EpisodeStore.create(path, IMG) as s:
+        i = 0
+        for e, T in enumerate([3, 5, 2, 7, 4]):
+            s.begin_episode(source="policy")
+            for _ in range(T):
+                s.append_step(step_at(IMG, i))
+                i += 1
+            s.end_episode(obs_at(IMG, 100 + e))
+    store = EpisodeStore.open(path)
+    picked = select_episodes(store, episodes=[0, 1, 3, 4])
+    whole = list(iter_store_episodes(store, picked, ("proprio", "front"), max_rows=10**6))
+    small = list(iter_store_episodes(store, picked, ("proprio", "front"), max_rows=6))
+    assert [ep["index"] for ep, _, _ in small] == [0, 1, 3, 4]
+    for (_, sa, fa), (_, sb, fb) in zip(whole, small):
+        for k in sa:
+            np.testing.assert_array_equal(sa[k], sb[k])
+        np.testing.assert_array_equal(fa["front"], fb["front"])
+    np.testing.assert_array_equal(small[2][2]["proprio"], obs_at(IMG, 103)["proprio"])
+    np.testing.assert_array_equal(small[2][1]["proprio"][:, 0], np.arange(10, 17))

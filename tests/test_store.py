@@ -154,3 +154,12 @@ def test_commit_record_is_a_zarr_array(tmp_path):
     slots = zarr.open_array(str(path / "commit"), mode="r")[:]
     newest = slots[np.argmax(slots[:, 0])]
     assert newest[1:4].tolist() == [2, 0, 0]  # n_steps, n_episodes, open_start
+
+
+def test_fsync_mode_round_trip(tmp_path):
+    path = tmp_path / "durable.zarr"
+    with EpisodeStore.create(path, SCHEMA, fsync=True) as s:
+        write_episodes(s, [3, 2])
+    r = EpisodeStore.open(path)
+    assert (r.n_steps, r.n_episodes) == (5, 2)
+    np.testing.assert_array_equal(r.read("front"), np.stack([step_at(SCHEMA, i)["front"] for i in range(5)]))

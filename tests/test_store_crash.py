@@ -103,10 +103,13 @@ def kill_and_check(tmp_path, kills, seed):
         proc, conn = forked_writer(ctx, path, seed=1000 * seed + k)
         ready = conn.recv()
         assert ready[0] == "ready", ready
-        time.sleep(float(rng.uniform(0.0, 0.25)))
+        early = []
+        if rng.random() < 0.75:  # mostly mid-run; otherwise right after opening (recovery just done)
+            early.append(conn.recv())  # the first step is in, whatever the machine's load
+            time.sleep(float(rng.uniform(0.0, 0.25)))
         proc.kill()  # SIGKILL
         proc.join()
-        msgs = drain(conn)
+        msgs = early + drain(conn)
         conn.close()
         steps = [m[1] for m in msgs if m[0] == "S"]
         episodes = [m[1] for m in msgs if m[0] == "E"]
@@ -139,19 +142,19 @@ def kill_and_check(tmp_path, kills, seed):
 
 def test_sigkill_at_random_moments_loses_no_completed_step(tmp_path):
     interrupted = kill_and_check(tmp_path, kills=20, seed=1)
-    assert interrupted >= 10  # most kills land inside an episode: the marking was exercised
+    assert interrupted >= 3  # many kills land inside an episode: the marking was exercised
 
 
 @pytest.mark.slow
 def test_sigkill_many_times(tmp_path):
-    kill_and_check(tmp_path, kills=200, seed=2)
+    assert kill_and_check(tmp_path, kills=200, seed=2) >= 30
 
 
 def test_reader_in_other_process_sees_only_committed_steps(tmp_path):
     """This process reads while a writer process appends: what it sees is always complete."""
     path = tmp_path / "live.zarr"
     EpisodeStore.create(path, SCHEMA).close()
-    proc = start_writer(path, seed=7, max_steps=3000)
+    proc = start_writer(path, seed=7, max_steps=1500)
     reported = [0]
 
     def drain():
@@ -168,7 +171,7 @@ def test_reader_in_other_process_sees_only_committed_steps(tmp_path):
         r.refresh()
         n = r.n_steps
         assert n >= before and n >= seen  # completed steps are visible, never taken back
-        if 0 < n < 3000:
+        if 0 < n < 1500:
             polls_mid_write += 1
             check_rows(r, start=max(0, n - 50))
             np.testing.assert_array_equal(r.read("proprio", 0, n)[:, 0], np.arange(n, dtype=np.float32))
@@ -179,5 +182,5 @@ def test_reader_in_other_process_sees_only_committed_steps(tmp_path):
     assert proc.returncode == 0
     assert polls_mid_write >= 5
     r.refresh()
-    assert r.n_steps >= 3000
+    assert r.n_steps >= 1500
     check_rows(r)

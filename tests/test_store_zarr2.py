@@ -1,8 +1,8 @@
 """A real zarr-python 2 reader (as Diffusion Policy uses) opens what EpisodeStore writes.
 
-Needs a second python with `zarr==2.18.*` named by ROBOT_RL_ZARR2_PYTHON, e.g.
-    python -m venv /tmp/zarr2venv && /tmp/zarr2venv/bin/pip install "zarr==2.18.*"
-    export ROBOT_RL_ZARR2_PYTHON=/tmp/zarr2venv/bin/python
+Needs a second python with `zarr==2.18.*`: the one named by ROBOT_RL_ZARR2_PYTHON, else
+<repo>/.venv-zarr2/bin/python if present, e.g.
+    python -m venv .venv-zarr2 && .venv-zarr2/bin/pip install "zarr==2.18.*"
 """
 import json
 import os
@@ -15,11 +15,13 @@ import pytest
 from robot_rl.data.store import EpisodeStore
 from robot_rl.data.synthetic import make_schema, obs_at, step_at
 
-ZARR2_PYTHON = os.environ.get("ROBOT_RL_ZARR2_PYTHON")
 READER = Path(__file__).with_name("zarr2_reader.py")
+_DEFAULT = READER.parents[1] / ".venv-zarr2" / "bin" / "python"
+ZARR2_PYTHON = os.environ.get("ROBOT_RL_ZARR2_PYTHON") or (str(_DEFAULT) if _DEFAULT.exists() else None)
 
 
-@pytest.mark.skipif(not ZARR2_PYTHON, reason="set ROBOT_RL_ZARR2_PYTHON to a python with zarr==2.18.*")
+@pytest.mark.skipif(not ZARR2_PYTHON, reason="set ROBOT_RL_ZARR2_PYTHON to a python with zarr==2.18.* "
+                                             "(or create .venv-zarr2)")
 def test_zarr2_reader_opens_store(tmp_path):
     schema = make_schema(cameras=("front", "wrist"), image_size=24)
     path = tmp_path / "run.zarr"

@@ -7,9 +7,10 @@ none of which touches a byte of an already committed row:
 
   raw      uncompressed arrays (low-dim data): the chunk file is created once at full size and
            each row is written in place with pwrite at its offset (a few microseconds);
-  per-row  arrays chunked one row per chunk (images, strings): each row is a new chunk file;
-  rewrite  anything else: the last chunk is re-encoded and replaced atomically (temp file +
-           os.replace), so a reader or a crash sees either the old or the new chunk.
+  per-row  arrays chunked one row per chunk (images): each row is a new chunk file;
+  rewrite  anything else (per-episode strings): the last chunk is re-encoded and replaced
+           atomically (temp file + os.replace), so a reader or a crash sees either the old or
+           the new chunk.
 
 A row written but not yet committed by the store may be torn by a crash; the store never trusts
 such rows and `resume()` clears them. Rows are chunked along axis 0 only, C order, as the zarr v2
@@ -106,6 +107,12 @@ class Column:
             if self.fsync:
                 f.flush()
                 os.fsync(f.fileno())
+        if self.fsync:  # the new directory entry too, for power-loss safety
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _close_fd(self) -> None:
         if self._fd is not None:

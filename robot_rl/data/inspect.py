@@ -3,6 +3,7 @@
 Backs `robot-rl data info|ls|export`. Every function takes an EpisodeStore or a path."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import Counter
 from pathlib import Path
@@ -35,7 +36,7 @@ def info(store) -> str:
     t = s.episode_table()
     ends = t["end"]
     lines = [f"store      {s.path}  ({_disk_bytes(s.path) / 1e6:.1f} MB on disk)",
-             f"keys       " + ", ".join(f"{k} {tuple(shape)} {np.dtype(d).name}" for k, (shape, d) in s.schema.items()),
+             "keys       " + ", ".join(f"{k} {tuple(shape)} {np.dtype(d).name}" for k, (shape, d) in s.schema.items()),
              f"episodes   {s.n_episodes} closed, {s.n_steps} steps"]
     if s.n_episodes:
         lengths = t["length"]
@@ -85,6 +86,9 @@ def export_episode(store, i: int, out_dir, fps: int = 10) -> list[Path]:
     actions, proprio and reward vs step. Returns the written paths."""
     import imageio.v2 as imageio
     import matplotlib
+
+    if importlib.util.find_spec("imageio_ffmpeg") is None:  # imageio's mp4 writer
+        raise RuntimeError("export_episode writes mp4 with imageio-ffmpeg: pip install imageio-ffmpeg")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -20,23 +20,80 @@ prefetch thread can sample while the learner thread adds.
 """
 from __future__ import annotations
 
-import queue
 import threading
 
 import numpy as np
 
+from robot_rl.data.prefetch import Prefetcher, to_torch
 from robot_rl.data.schema import SchemaError, check_fields, normalize_schema, obs_keys_of
 
+__all__ = ["ReplayBuffer", "MixedReplay", "Prefetcher", "to_torch", "intervention_segments", "select_episodes",
+           "iter_store_episodes"]
+
 _STEP_FIELDS = {"reward": ((), "<f4"), "terminated": ((), "|b1"), "intervened": ((), "|b1")}
+
+
+class _NumpyObs:
+    """Observation rows in host memory (np.zeros maps pages lazily: a big ring costs memory
+    only as it fills)."""
+
+    def __init__(self, fields: dict, capacity: int):
+        self.fields = fields
+        self.arrays = {k: np.zeros((capacity,) + s, d) for k, (s, d) in fields.items()}
+
+    def write(self, slots, values: dict) -> None:
+        for k, arr in self.arrays.items():
+            arr[slots] = values[k]
+
+    def empty(self, batch_size: int) -> dict:
+        return {k: np.empty((batch_size,) + s, d) for k, (s, d) in self.fields.items()}
+
+    def gather(self, slots: np.ndarray, out: dict, rows: slice) -> None:
+        for k, arr in self.arrays.items():  # mode="clip": with "raise", take buffers `out`
+            np.take(arr, slots, axis=0, out=out[k][rows], mode="clip")
+
+
+class _TorchObs:
+    """Observation rows in torch tensors on `device` (e.g. the learner's GPU): a batch is
+    gathered there by index_select, with no host copy or transfer of images at sample time."""
+
+    def __init__(self, fields: dict, capacity: int, device):
+        import torch
+
+        self.torch, self.device, self.fields = torch, torch.device(device), fields
+        self.arrays = {k: torch.zeros((capacity,) + s, dtype=_torch_dtype(d), device=self.device)
+                       for k, (s, d) in fields.items()}
+
+    def write(self, slots, values: dict) -> None:
+        idx = slots if isinstance(slots, int) else self.torch.from_numpy(np.asarray(slots)).to(self.device)
+        for k, arr in self.arrays.items():
+            arr[idx] = self.torch.from_numpy(np.ascontiguousarray(values[k])).to(self.device)
+
+    def empty(self, batch_size: int) -> dict:
+        return {k: self.torch.empty((batch_size,) + s, dtype=_torch_dtype(d), device=self.device)
+                for k, (s, d) in self.fields.items()}
+
+    def gather(self, slots: np.ndarray, out: dict, rows: slice) -> None:
+        idx = self.torch.from_numpy(slots).to(self.device, non_blocking=True)
+        for k, arr in self.arrays.items():
+            self.torch.index_select(arr, 0, idx, out=out[k][rows])
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    return torch.from_numpy(np.zeros(0, dtype)).dtype
 
 
 class ReplayBuffer:
     """Fixed-capacity ring of episodes, sampled uniformly over steps."""
 
     def __init__(self, schema: dict, capacity: int, chunk: int = 1, gamma: float = 0.99,
-                 nstep: int | None = None, obs_keys=None):
+                 nstep: int | None = None, obs_keys=None, device=None):
         """schema: {key: (shape, dtype)} of the observation keys and "action" (a store's
-        `schema` fits); obs_keys: the subset of observation keys to keep (default all)."""
+        `schema` fits); obs_keys: the subset of observation keys to keep (default all);
+        device: keep observations in torch tensors there (e.g. "cuda") and return batches of
+        torch tensors on it; None: numpy in host memory."""
         schema = normalize_schema(schema)
         keys = obs_keys_of(schema) if obs_keys is None else tuple(obs_keys)
         for k in keys:
@@ -57,8 +114,8 @@ class ReplayBuffer:
         self.action_dim = schema["action"][0][0]
         self._step_fields = {**self.obs_fields, "action": ((self.action_dim,), "<f4"), **_STEP_FIELDS}
         cap = self.capacity
-        # np.zeros maps pages lazily: a large image ring costs memory only as it fills.
-        self._obs = {k: np.zeros((cap,) + s, d) for k, (s, d) in self.obs_fields.items()}
+        self.device = device
+        self._obs = _NumpyObs(self.obs_fields, cap) if device is None else _TorchObs(self.obs_fields, cap, device)
         self._action = np.zeros((cap, self.action_dim), np.float32)
         self._reward = np.zeros(cap, np.float32)
         self._terminated = np.zeros(cap, bool)
@@ -102,8 +159,7 @@ class ReplayBuffer:
             if self._open_start is None:
                 self._open_start = self._next
             slot = int(self._claim(1)[0])
-            for k in self.obs_keys:
-                self._obs[k][slot] = v[k]
+            self._obs.write(slot, v)
             self._action[slot] = v["action"]
             self._reward[slot] = v["reward"]
             self._terminated[slot] = v["terminated"]
@@ -124,8 +180,7 @@ class ReplayBuffer:
 
     def _write_terminal(self, final_obs: dict, start: int) -> None:
         slot = int(self._claim(1)[0])
-        for k in self.obs_keys:
-            self._obs[k][slot] = final_obs[k]
+        self._obs.write(slot, final_obs)
         self._action[slot] = 0.0
         self._reward[slot] = 0.0
         self._terminated[slot] = False
@@ -156,8 +211,7 @@ class ReplayBuffer:
             self._next += drop
             start = self._next
             slots = self._claim(T - drop)
-            for k in self.obs_keys:
-                self._obs[k][slots] = v[k][drop:]
+            self._obs.write(slots, {k: v[k][drop:] for k in self.obs_keys})
             self._action[slots] = v["action"][drop:]
             self._reward[slots] = v["reward"][drop:]
             self._terminated[slots] = v["terminated"][drop:]
@@ -193,18 +247,22 @@ class ReplayBuffer:
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
         batch = self.empty_batch(batch_size)
         self.sample_into(batch, 0, batch_size, rng)
-        return batch
+        return self.finish_batch(batch)
+
+    def finish_batch(self, batch: dict) -> dict:
+        """With a device, the small arrays join the observations there as torch tensors."""
+        return batch if self.device is None else to_torch(batch, self.device)
 
     def empty_batch(self, batch_size: int) -> dict:
         """Uninitialised batch arrays, to be filled by sample_into."""
         B, H = int(batch_size), self.chunk
         return {
-            "obs": {k: np.empty((B,) + s, d) for k, (s, d) in self.obs_fields.items()},
+            "obs": self._obs.empty(B),
             "actions": np.empty((B, H, self.action_dim), np.float32),
             "mask": np.empty((B, H), np.float32),
             "reward": np.empty(B, np.float32),
             "discount": np.empty(B, np.float32),
-            "next_obs": {k: np.empty((B,) + s, d) for k, (s, d) in self.obs_fields.items()},
+            "next_obs": self._obs.empty(B),
             "is_demo": np.empty(B, np.float32),
         }
 
@@ -232,7 +290,7 @@ class ReplayBuffer:
         if out is None:
             out = self.empty_batch(len(g))
         self._gather_obs(g, self._gather_small(g, out, rows), out, rows)
-        return out
+        return self.finish_batch(out)
 
     def _gather_small(self, g: np.ndarray, out: dict, rows: slice) -> np.ndarray:
         """Fill actions, mask, reward, discount, is_demo; return the next-observation rows."""
@@ -255,21 +313,19 @@ class ReplayBuffer:
         return g + h
 
     def _gather_obs(self, g: np.ndarray, next_g: np.ndarray, out: dict, rows: slice) -> None:
-        slot, next_slot = g % self.capacity, next_g % self.capacity
-        for key, arr in self._obs.items():  # mode="clip": with "raise", take buffers `out`
-            np.take(arr, slot, axis=0, out=out["obs"][key][rows], mode="clip")
-            np.take(arr, next_slot, axis=0, out=out["next_obs"][key][rows], mode="clip")
+        self._obs.gather(g % self.capacity, out["obs"], rows)
+        self._obs.gather(next_g % self.capacity, out["next_obs"], rows)
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def from_store(cls, store, capacity: int | None = None, chunk: int = 1, gamma: float = 0.99,
                    nstep: int | None = None, obs_keys=None, sources=None, success_only: bool = False,
-                   episodes=None) -> "ReplayBuffer":
+                   episodes=None, device=None) -> "ReplayBuffer":
         """Load closed episodes of an EpisodeStore, filtered by source(s), success and/or index."""
         picked = select_episodes(store, sources=sources, success_only=success_only, episodes=episodes)
         if capacity is None:
             capacity = max(sum(e["length"] + 1 for e in picked), max(chunk, nstep or 1) + 2)
-        buf = cls(store.schema, capacity, chunk=chunk, gamma=gamma, nstep=nstep, obs_keys=obs_keys)
+        buf = cls(store.schema, capacity, chunk=chunk, gamma=gamma, nstep=nstep, obs_keys=obs_keys, device=device)
         for ep, steps, final in iter_store_episodes(store, picked, buf.obs_keys):
             buf.add_episode(steps, final, is_demo=True if ep["source"] == "demo" else None)
         return buf
@@ -286,9 +342,9 @@ class MixedReplay:
     def __init__(self, demo: ReplayBuffer, online: ReplayBuffer, demo_fraction: float = 0.5):
         if not 0.0 <= demo_fraction <= 1.0:
             raise ValueError(f"demo_fraction must be in [0, 1], got {demo_fraction}")
-        if (demo.chunk, demo.nstep, demo.gamma, demo.obs_keys) != (online.chunk, online.nstep, online.gamma,
-                                                                    online.obs_keys):
-            raise ValueError("demo and online buffers must share chunk, nstep, gamma and obs keys")
+        settings = ("chunk", "nstep", "gamma", "obs_keys", "device")
+        if any(getattr(demo, a) != getattr(online, a) for a in settings):
+            raise ValueError(f"demo and online buffers must share {', '.join(settings)}")
         self.demo, self.online, self.demo_fraction = demo, online, float(demo_fraction)
         self._demo_episode = False  # the live episode is a demo (goes to the demo side only)
         self._episode_started = False
@@ -296,7 +352,7 @@ class MixedReplay:
     @classmethod
     def create(cls, schema: dict, capacity: int, demo_capacity: int | None = None,
                demo_fraction: float = 0.5, **kwargs) -> "MixedReplay":
-        """Two empty buffers with the same settings (kwargs: chunk, gamma, nstep, obs_keys)."""
+        """Two empty buffers with the same settings (kwargs: chunk, gamma, nstep, obs_keys, device)."""
         demo = ReplayBuffer(schema, demo_capacity or capacity, **kwargs)
         return cls(demo, ReplayBuffer(schema, capacity, **kwargs), demo_fraction)
 
@@ -334,18 +390,19 @@ class MixedReplay:
             self.demo.sample_into(batch, 0, n_demo, rng)
         if batch_size - n_demo:
             self.online.sample_into(batch, n_demo, batch_size, rng)
-        return batch
+        return self.online.finish_batch(batch)
 
     @classmethod
     def from_store(cls, store, capacity: int | None = None, demo_capacity: int | None = None,
                    demo_fraction: float = 0.5, chunk: int = 1, gamma: float = 0.99,
-                   nstep: int | None = None, obs_keys=None, success_only_demos: bool = False) -> "MixedReplay":
+                   nstep: int | None = None, obs_keys=None, success_only_demos: bool = False,
+                   device=None) -> "MixedReplay":
         """Demo side: "demo" episodes (optionally successful ones only) + intervention segments of
         the other episodes; online side: all other episodes."""
         table = select_episodes(store)
         demos = [e for e in table if e["source"] == "demo" and (e["success"] or not success_only_demos)]
         others = [e for e in table if e["source"] != "demo"]
-        kw = dict(chunk=chunk, gamma=gamma, nstep=nstep, obs_keys=obs_keys)
+        kw = dict(chunk=chunk, gamma=gamma, nstep=nstep, obs_keys=obs_keys, device=device)
         floor = max(chunk, nstep or 1) + 2
         online = ReplayBuffer(store.schema, capacity or max(sum(e["length"] + 1 for e in others), floor), **kw)
         segments = []
@@ -394,96 +451,36 @@ def select_episodes(store, sources=None, success_only: bool = False, episodes=No
     return out
 
 
-def iter_store_episodes(store, picked: list[dict], obs_keys):
+def iter_store_episodes(store, picked: list[dict], obs_keys, max_rows: int = 4096):
     """Yield (episode, steps {key: (T, ...)}, final_obs) for the picked episodes.
 
-    Reads each key once over the span of the picked episodes rather than per episode (zarr
-    reads cost milliseconds per call). An interrupted episode ends one step early, closed by
-    that step's observation."""
-    if not picked:
-        return
+    Reads each key once per group of neighbouring episodes (about max_rows steps) rather than
+    per episode (a zarr read costs milliseconds per call) or all at once (a store of images can
+    exceed memory). An interrupted episode ends one step early, closed by that step's
+    observation."""
     keys = tuple(obs_keys) + ("action", "reward", "terminated", "intervened")
-    lo = min(e["start"] for e in picked)
-    hi = max(e["start"] + e["length"] + (1 if e["interrupted"] else 0) for e in picked)
-    span = {k: store.read(k, lo, hi) for k in keys}
+
+    def stop(ep):  # one row past the last step used, and past the interrupted episode's last step
+        return ep["start"] + ep["length"] + (1 if ep["interrupted"] else 0)
+
+    groups, group = [], []
     for ep in picked:
-        a, b = ep["start"] - lo, ep["start"] - lo + ep["length"]
-        steps = {k: v[a:b] for k, v in span.items()}
-        if ep["interrupted"]:
-            final = {k: span[k][b] for k in obs_keys}
-        else:
-            final = {k: v for k, v in store.final_obs(ep["index"]).items() if k in obs_keys}
-        yield ep, steps, final
-
-
-def to_torch(batch: dict, device="cpu") -> dict:
-    """Batch of numpy arrays -> torch tensors on `device` (pinned memory + non_blocking on CUDA).
-
-    Images stay uint8 (4x less to copy); the learner scales them on the device."""
-    import torch
-
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-
-    def conv(x):
-        if isinstance(x, dict):
-            return {k: conv(v) for k, v in x.items()}
-        t = torch.from_numpy(np.ascontiguousarray(x))
-        if cuda:
-            return t.pin_memory().to(device, non_blocking=True)
-        return t if device.type == "cpu" else t.to(device)
-
-    return conv(batch)
-
-
-class Prefetcher:
-    """Background threads that keep `depth` batches ready so the learner never waits.
-
-    `sample_fn()` returns a numpy batch (e.g. lambda: replay.sample(256, rng); numpy Generators
-    are thread-safe); with `device` the batches are also moved there by to_torch. `threads` > 1
-    gathers several batches in parallel (numpy releases the GIL while copying images). Use as
-    an iterator; close() stops it."""
-
-    def __init__(self, sample_fn, depth: int = 2, device=None, threads: int = 1):
-        self._sample_fn, self._device = sample_fn, device
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, name=f"replay-prefetch-{i}", daemon=True)
-                         for i in range(max(1, int(threads)))]
-        for t in self._threads:
-            t.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batch = self._sample_fn()
-                if self._device is not None:
-                    batch = to_torch(batch, self._device)
-            except Exception as e:  # hand the error to the consumer instead of dying silently
-                batch = e
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(batch, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        item = self._queue.get()
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        if group and stop(ep) - group[0]["start"] > max_rows:
+            groups.append(group)
+            group = []
+        group.append(ep)
+    if group:
+        groups.append(group)
+    for group in groups:
+        lo, hi = group[0]["start"], max(stop(ep) for ep in group)
+        e_lo, e_hi = group[0]["index"], group[-1]["index"] + 1
+        span = {k: store.read(k, lo, hi) for k in keys}
+        finals = {k: store.read_final_obs(k, e_lo, e_hi) for k in obs_keys}
+        for ep in group:
+            a, b = ep["start"] - lo, ep["start"] - lo + ep["length"]
+            steps = {k: v[a:b] for k, v in span.items()}
+            if ep["interrupted"]:
+                final = {k: span[k][b] for k in obs_keys}
+            else:
+                final = {k: v[ep["index"] - e_lo] for k, v in finals.items()}
+            yield ep, steps, final

@@ -112,7 +112,9 @@ class EpisodeStore:
         for key in EPISODE_BOOL_FIELDS:
             cls._create_array(meta, key, (), "|b1")
         for key in EPISODE_STR_FIELDS:
-            meta.create_array(key, shape=(0,), chunks=(1,), dtype=str, compressors=None)
+            # 64 episodes a chunk, replaced atomically at each begin_episode: reading the episode
+            # table costs a file per 64 episodes, not one per episode
+            meta.create_array(key, shape=(0,), chunks=(64,), dtype=str, compressors=None)
         create_commit_array(root, path)
         return cls(path, "a", fsync=fsync)
 
@@ -385,7 +387,14 @@ class EpisodeStore:
 
     def final_obs(self, i: int) -> dict:
         i = self._check_episode_index(i)
-        return {k: self._read_array("final_obs", k, i, i + 1)[0] for k in self.obs_keys}
+        return {k: self.read_final_obs(k, i, i + 1)[0] for k in self.obs_keys}
+
+    def read_final_obs(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """final_obs/<key> of closed episodes [start, stop)."""
+        if key not in self.obs_keys:
+            raise KeyError(f"no observation key {key!r}; keys are {list(self.obs_keys)}")
+        stop = self.n_episodes if stop is None else min(int(stop), self.n_episodes)
+        return self._read_array("final_obs", key, int(start), stop)
 
     def episode(self, i: int) -> dict:
         """{key: (T, ...) for every step key, "final_obs": {key: ...}, "meta": {...}}."""
