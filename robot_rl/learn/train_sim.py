@@ -223,8 +223,12 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     cfg = None
     if args.config:
         import yaml
