@@ -149,6 +149,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     c = agent.cfg
     replay = MixedReplay.create(_schema(env), capacity=2 * env_steps + 1000, chunk=c.chunk_len, gamma=gamma)
     _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000)
+    agent.fit_obs_normalizer(replay.demo.sample(max(4 * demo_steps, 256), rng)["obs"])
     for _ in range(pretrain_updates):
         agent.update(replay.sample(c.batch_size, rng))
 
