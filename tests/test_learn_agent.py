@@ -121,3 +121,20 @@ def test_utd_minibatches_keep_the_demo_mix():
     batch["is_demo"] = np.r_[np.ones(16), np.zeros(16)].astype(np.float32)
     m = agent.update(batch, n_critic_steps=4)
     assert m["bc_loss"] > 0
+
+
+def test_state_vectors_are_standardised_from_fitted_stats():
+    agent = tiny_agent("flow")
+    rng = np.random.default_rng(0)
+    obs = {"proprio": (0.4 + 0.03 * rng.normal(size=(500, 8))).astype(np.float32),
+           "object": (-1.0 + 2.0 * rng.normal(size=(500, 7))).astype(np.float32)}
+    agent.fit_obs_normalizer(obs)
+    feats = agent.nets["encoder"]({k: torch.as_tensor(v) for k, v in obs.items()})
+    torch.testing.assert_close(feats.mean(0), torch.zeros(15), atol=1e-4, rtol=0)
+    std = feats.std(0, unbiased=False)
+    assert torch.allclose(std[8:], torch.ones(7), atol=1e-3)  # std above the floor: unit
+    assert torch.all(std[:8] < 0.7)  # std 0.03 m is below the 0.05 floor: scaled by 1/0.05 only
+    fresh = tiny_agent("flow")
+    assert not bool(fresh.nets["encoder"].normalizer_fitted)
+    fresh.update(random_batch(STATE_SPEC, 16, H, A))
+    assert bool(fresh.nets["encoder"].normalizer_fitted)  # the first batch fits it

@@ -190,6 +190,8 @@ class Agent:
         For kind "bc" every minibatch is one BC step.
         """
         b = batch_to_tensors(self.spec, batch, self.cfg.chunk_len, self.action_dim, self.device)
+        if not bool(self.nets["encoder"].normalizer_fitted):
+            self.fit_obs_normalizer(b["obs"])  # first batch, unless the caller fitted it on demos
         n = int(n_critic_steps)
         size = b["actions"].shape[0]
         if n < 1 or size % n:
@@ -276,6 +278,14 @@ class Agent:
             loss = self.nets["flow"].bc_loss(feats, b["actions"], weight, self.gen)
         self._step("actor", loss)
         return {"bc_loss": loss}
+
+    def fit_obs_normalizer(self, obs: dict) -> None:
+        """Fix the state-vector standardisation from observations {key: (N, D)} (e.g. all demo
+        steps). Call before training; otherwise the first update() batch sets it. Stored in
+        checkpoints and baked into the exported ONNX graph."""
+        for name in ("encoder", "actor_encoder"):
+            if name in self.nets:
+                self.nets[name].fit_normalizer(obs)
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()

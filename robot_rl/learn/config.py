@@ -6,7 +6,7 @@ batch["reward"] (discounted chunk sum) and batch["discount"] (gamma^h, 0 at term
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _coerce(name: str, annotation: str, value):

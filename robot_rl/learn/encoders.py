@@ -65,13 +65,35 @@ class ObsEncoder(nn.Module):
         self.cams = nn.ModuleDict(
             {k: ConvEncoder(spec.shapes[k], channels, first_stride, feature_dim) for k in self.image_keys}
         )
-        self.out_dim = feature_dim * len(self.image_keys) + sum(spec.shapes[k][0] for k in self.vector_keys)
+        vec_dim = sum(spec.shapes[k][0] for k in self.vector_keys)
+        self.out_dim = feature_dim * len(self.image_keys) + vec_dim
         if self.out_dim == 0:
             raise ValueError("observation spec has no keys to encode")
+        # State vectors are standardised with statistics fitted once (fit_normalizer): raw
+        # positions in metres differ by centimetres, too little for an MLP to resolve quickly.
+        self.register_buffer("vec_mean", torch.zeros(vec_dim))
+        self.register_buffer("vec_std", torch.ones(vec_dim))
+        self.register_buffer("normalizer_fitted", torch.tensor(False))
+
+    def fit_normalizer(self, obs: dict, min_std: float = 0.05) -> None:
+        """Set the state-vector mean/std from a batch of observations {key: (N, D)}.
+
+        min_std keeps a component that barely moved in the data (a fixed orientation) from
+        being blown up when it moves later."""
+        if not self.vector_keys:
+            self.normalizer_fitted.fill_(True)
+            return
+        x = torch.cat([torch.as_tensor(obs[k]).float().reshape(-1, obs[k].shape[-1]).to(self.vec_mean.device)
+                       for k in self.vector_keys], dim=-1)
+        self.vec_mean.copy_(x.mean(0))
+        self.vec_std.copy_(x.std(0, unbiased=False).clamp_min(min_std) if x.shape[0] > 1 else torch.ones_like(self.vec_std))
+        self.normalizer_fitted.fill_(True)
 
     def forward(self, obs: dict) -> torch.Tensor:
         parts = [self.cams[k](obs[k]) for k in self.image_keys]
-        parts += [obs[k].float() for k in self.vector_keys]
+        if self.vector_keys:
+            vec = torch.cat([obs[k].float() for k in self.vector_keys], dim=-1)
+            parts.append((vec - self.vec_mean) / self.vec_std)
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def augment(self, obs: dict, pad: int, generator: torch.Generator | None) -> dict:

@@ -149,6 +149,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     c = agent.cfg
     replay = MixedReplay.create(_schema(env), capacity=2 * env_steps + 1000, chunk=c.chunk_len, gamma=gamma)
     _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000)
+    agent.fit_obs_normalizer(replay.demo.sample(max(4 * demo_steps, 256), rng)["obs"])
     for _ in range(pretrain_updates):
         agent.update(replay.sample(c.batch_size, rng))
 
@@ -223,8 +224,12 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-episodes", type=int, default=10)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (small nets: 1 is fastest)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     cfg = None
     if args.config:
         import yaml
