@@ -34,6 +34,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "imageio>=2.30",
+        "imageio-ffmpeg>=0.5",  # mp4 export (ships its own ffmpeg binary)
     ],
     extras_require={
         # ROS 2 from PyPI wheels, for machines without a ROS distribution.

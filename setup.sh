@@ -23,4 +23,9 @@ fi
 # Pinned: an unpinned torch pulls a multi-GB CUDA build where a CPU one is enough.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[ros-wheels,test]"
+# A zarr 2 reader for the test that opens our stores the way Diffusion Policy's ReplayBuffer does.
+if [ ! -x .venv-zarr2/bin/python ]; then
+  "$PY" -m venv .venv-zarr2
+  .venv-zarr2/bin/python -m pip install -q "zarr==2.18.*"
+fi
 "$VENV/bin/python" -c "import rclpy, mujoco, torch, onnxruntime, zarr; print('setup: ok (torch', torch.__version__, ', mujoco', mujoco.__version__, ')')"

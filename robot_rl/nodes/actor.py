@@ -154,8 +154,7 @@ class ActorNode(Node):
         observation and the next episode's first back to back, and both matter."""
         if (self.wait_for_learner and self.count_subscribers(C.TRANSITIONS) == 0) or (
                 self.wait_for_teleop and self.count_publishers(C.TELEOP_TWIST) == 0):
-            self.sets.clear()  # not started: the twin waits for a first command, nothing to log
-            return
+            return  # not started: the twin waits for a first command meanwhile
         while self.sets:
             key = min(self.sets)
             msgs = self.sets[key]

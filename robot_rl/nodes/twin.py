@@ -5,6 +5,8 @@ images + camera_info, task/status) and executes command/twist + command/gripper.
 after publishing the observation at sim time t (then /clock = t) it waits for the command
 stamped t, steps one control period and publishes again; if no command comes within
 `lockstep_timeout_s` of wall time it holds still, as the real robot's controller would.
+Until a first command ever arrives, time stands still and the first observation is repeated
+every `lockstep_timeout_s`, so nodes that start later still hear it.
 """
 from __future__ import annotations
 
@@ -88,7 +90,10 @@ class TwinNode(Node):
         if "twist" in cmd:
             twist = cmd["twist"]
             grip = cmd.get("grip", self.last_grip)
-        elif self.commanded and time.monotonic() - self.published_at > self.timeout_s:
+        elif time.monotonic() - self.published_at > self.timeout_s:
+            if not self.commanded:  # starting up: say it again for late subscribers, step nothing
+                self._publish(*self.last_outcome)
+                return
             self.timeouts += 1
             twist, grip = np.zeros(6), self.last_grip  # nobody commands: hold, like the robot
         else:
@@ -115,6 +120,7 @@ class TwinNode(Node):
         self._publish(0.0, False, False, False)
 
     def _publish(self, reward: float, terminated: bool, truncated: bool, success: bool) -> None:
+        self.last_outcome = (reward, terminated, truncated, success)
         t, sim = self.t, self.sim
         state = sim.robot_state()
         names = list(state["joint_names"]) + [C.GRIPPER_JOINT]
