@@ -30,6 +30,17 @@ def ros_arg(value) -> str:
     return str(value)
 
 
+def _die_with_parent() -> None:
+    """Linux: the node gets SIGTERM if the process that launched it dies, even by SIGKILL, so a
+    killed `robot-rl` never leaves a graph running behind it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Graph:
     def __init__(self, nodes: list[NodeSpec], params_file: str, overrides: dict, run_dir: Path, env: dict | None = None):
         self.nodes = nodes
@@ -65,6 +76,7 @@ class Graph:
                 self.command(spec), stdout=log, stderr=subprocess.STDOUT, env=self.env,
                 # SIGINT is ours to forward: a Ctrl-C in the terminal reaches us only.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def dead(self) -> dict[str, int]:

@@ -194,8 +194,9 @@ def decode_policy(msg) -> tuple[int, bytes, dict]:
 
 # ---------------------------------------------------------------------------- time
 def to_stamp(t: float) -> Time:
-    sec = int(np.floor(t))
-    return Time(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+    # Whole nanoseconds first: rounding the fraction alone turns 6.9999999999 into 6 s + 0 ns.
+    sec, nanosec = divmod(int(round(t * 1e9)), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def from_stamp(stamp) -> float:

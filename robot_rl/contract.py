@@ -30,6 +30,8 @@ Learning:
   learner/transitions               std_msgs/UInt8MultiArray  codec payload, kind TRANSITIONS
   learner/policy                    std_msgs/UInt8MultiArray  codec payload, kind POLICY,
                                     transient_local so a late actor gets the newest policy
+  learner/progress                  std_msgs/Int64  steps the learner has trained on at its
+                                    update-to-data ratio (sim: the actor may wait for it)
   /diagnostics                      diagnostic_msgs/DiagnosticArray  actor/learner/twin status
   /clock                            rosgraph_msgs/Clock  published by the twin in sim
 """
@@ -41,7 +43,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool, String, UInt8MultiArray
+from std_msgs.msg import Bool, Int64, String, UInt8MultiArray
 
 from robot_rl.names import (  # noqa: F401  re-exported: the ROS-free spellings live there
     BASE_FRAME,
@@ -65,6 +67,7 @@ TELEOP_EVENT = "teleop/event"
 EVALUATING = "actor/evaluating"
 TRANSITIONS = "learner/transitions"
 POLICY = "learner/policy"
+LEARNER_PROGRESS = "learner/progress"
 DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 
@@ -89,6 +92,7 @@ TRANSITIONS_QOS = Qos(depth=1000, transient_local=True)
 # Latched: a late actor gets the newest policy, a late subscriber the current engaged state.
 POLICY_QOS = Qos(depth=1, transient_local=True)
 STATE_QOS = Qos(depth=1, transient_local=True)
+PROGRESS_QOS = Qos(depth=1, transient_local=True)
 EVENT_QOS = Qos(depth=50)
 DIAGNOSTICS_QOS = Qos(depth=20)
 CLOCK_QOS = Qos(depth=1)
@@ -107,6 +111,7 @@ TYPES = {
     EVALUATING: Bool,
     TRANSITIONS: UInt8MultiArray,
     POLICY: UInt8MultiArray,
+    LEARNER_PROGRESS: Int64,
     DIAGNOSTICS: DiagnosticArray,
     CLOCK: Clock,
 }

@@ -161,6 +161,12 @@ def test_status_round_trip_and_garbage():
 
 
 def test_stamp_keys_match_exactly():
-    for t in (0.1, 12.3, 100.0000001, 7 * 0.1):
+    t = 0.0
+    for _ in range(200):  # sim time accumulated in float steps, as a twin does
+        t += 0.1
+        st = codec.to_stamp(t)
+        assert abs(codec.from_stamp(st) - t) < 1e-9, t  # never a whole second off
+        assert codec.stamp_key(codec.to_stamp(codec.from_stamp(st))) == codec.stamp_key(st)
+    for t in (0.1, 12.3, 100.0000001, 7 * 0.1, 6.9999999999):
         assert codec.stamp_key(codec.to_stamp(t)) == codec.stamp_key(codec.to_stamp(float(t)))
     assert abs(codec.from_stamp(codec.to_stamp(12.3)) - 12.3) < 1e-9

@@ -24,6 +24,7 @@ class EpisodeLog:
         self.episode: int | None = None  # the status' episode id of the open episode
         self.episode_index = -1  # index in the store
         self.steps_logged = 0
+        self.eval_steps = 0  # of those, taken in evaluation episodes
         self.episodes_done = 0
         self.successes = 0
         self.interventions = 0
@@ -71,6 +72,7 @@ class EpisodeLog:
         self.pending = None
         self.store.append_step(step)  # durable first ...
         self.steps_logged += 1
+        self.eval_steps += int(step["eval"])
         self.interventions += int(step["intervened"])
         self.send_step(step, {"episode": self.episode_index, "index": self.steps_logged - 1})  # ... then sent
 
@@ -81,7 +83,8 @@ class EpisodeLog:
         self.send_episode_end(
             final_obs,
             {"episode": self.episode_index, "success": bool(success), "interrupted": interrupted,
-             "intervened": self._ep_intervened, "steps": self.steps_logged, "eval": self.episode_eval},
+             "intervened": self._ep_intervened, "steps": self.steps_logged,
+             "train_steps": self.steps_logged - self.eval_steps, "eval": self.episode_eval},
         )
         self.episode = None
 

@@ -42,10 +42,11 @@ class ActorNode(Node):
         self.teleop_wait_s = param(self, "teleop_wait_s", 0.5)
         self.max_steps = int(param(self, "max_steps", 0))
         self.max_episodes = int(param(self, "max_episodes", 0))  # 0 = no limit
-        # Every eval_every steps, eval_episodes episodes with no intervention allowed (0 = never).
+        # After the first episode and then every eval_every training steps, eval_episodes episodes
+        # with no intervention allowed (eval_every 0 = never).
         self.eval_every = int(param(self, "eval_every", 0))
         self.eval_episodes = int(param(self, "eval_episodes", 5))
-        self.next_eval_at = self.eval_every
+        self.next_eval_at = 0  # the first block measures the warm-start policy
         self.evaluating = False
         self.eval_left = 0
         self.eval_block: list[bool] = []
@@ -53,6 +54,10 @@ class ActorNode(Node):
         # Sim: start acting only once a learner listens, so a run's first steps reach it too.
         self.wait_for_learner = bool(param(self, "wait_for_learner", False))
         self.wait_for_teleop = bool(param(self, "wait_for_teleop", False))  # recording demos
+        # Sim: stay at most this many steps ahead of what the learner has trained on at its UTD
+        # ratio, so results do not depend on how fast this machine is (0 = never wait).
+        self.learner_sync_lag = int(param(self, "learner_sync_lag", 0))
+        self.learner_progress = 0
         self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))
         self.state_based = not self.cameras
 
@@ -87,6 +92,7 @@ class ActorNode(Node):
         self.create_subscription(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, lambda m: self._on_teleop(C.TELEOP_GRIPPER, m), qos(C.COMMAND_QOS))
         self.create_subscription(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, lambda m: self._on_teleop(C.TELEOP_TWIST, m), qos(C.COMMAND_QOS))
         self.create_subscription(C.TYPES[C.POLICY], C.POLICY, self._on_policy, qos(C.POLICY_QOS))
+        self.create_subscription(C.TYPES[C.LEARNER_PROGRESS], C.LEARNER_PROGRESS, self._on_progress, qos(C.PROGRESS_QOS))
         self.pub_twist = self.create_publisher(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST, qos(C.COMMAND_QOS))
         self.pub_grip = self.create_publisher(C.TYPES[C.COMMAND_GRIPPER], C.COMMAND_GRIPPER, qos(C.COMMAND_QOS))
         self.pub_transitions = self.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
@@ -115,6 +121,11 @@ class ActorNode(Node):
 
     def _on_teleop(self, topic: str, msg) -> None:
         self.latest[topic] = msg  # answers one observation: its stamp says which
+        if self.trigger == "observation":
+            self._try_lockstep_tick()
+
+    def _on_progress(self, msg) -> None:
+        self.learner_progress = int(msg.data)
         if self.trigger == "observation":
             self._try_lockstep_tick()
 
@@ -155,6 +166,9 @@ class ActorNode(Node):
         if (self.wait_for_learner and self.count_subscribers(C.TRANSITIONS) == 0) or (
                 self.wait_for_teleop and self.count_publishers(C.TELEOP_TWIST) == 0):
             return  # not started: the twin waits for a first command meanwhile
+        if self.learner_sync_lag and self.log is not None and \
+                self.log.steps_logged - self.learner_progress > self.learner_sync_lag:
+            return  # let the learner catch up; the twin waits for our command meanwhile
         while self.sets:
             key = min(self.sets)
             msgs = self.sets[key]
@@ -306,15 +320,18 @@ class ActorNode(Node):
             self.eval_block.append(meta["success"])
             if len(self.eval_block) == self.eval_episodes:
                 rate = float(np.mean(self.eval_block))
-                self.eval_history.append({"steps": meta["steps"], "success_rate": rate, "episodes": len(self.eval_block)})
-                self.get_logger().info(f"evaluation at {meta['steps']} steps: success {rate:.0%} over {len(self.eval_block)} episodes")
+                self.eval_history.append({"steps": meta["steps"], "train_steps": meta["train_steps"],
+                                          "success_rate": rate, "episodes": len(self.eval_block)})
+                self.get_logger().info(f"evaluation after {meta['train_steps']} training steps: "
+                                       f"success {rate:.0%} over {len(self.eval_block)} episodes")
         else:
             self.recent.append((meta["success"], meta["intervened"]))
 
     def _schedule_eval(self) -> None:
-        if self.eval_left == 0 and self.eval_every and self.log.steps_logged >= self.next_eval_at:
+        train_steps = self.log.steps_logged - self.log.eval_steps
+        if self.eval_left == 0 and self.eval_every and train_steps >= self.next_eval_at:
             self.eval_left, self.eval_block = self.eval_episodes, []
-            while self.next_eval_at <= self.log.steps_logged:
+            while self.next_eval_at <= train_steps:
                 self.next_eval_at += self.eval_every
         self.evaluating = self.eval_left > 0
         if self.evaluating:
@@ -334,7 +351,7 @@ class ActorNode(Node):
         }
         if self.eval_history:
             values["eval_success_rate"] = f"{self.eval_history[-1]['success_rate']:.3f}"
-            values["eval_at_steps"] = self.eval_history[-1]["steps"]
+            values["eval_at_steps"] = self.eval_history[-1]["train_steps"]
         self.pub_diag.publish(codec.diagnostics_msg(self.get_clock().now().nanoseconds * 1e-9, "actor", values))
 
     def close(self) -> None:

@@ -44,6 +44,8 @@ class LearnerNode(Node):
 
         self.pub_policy = self.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
         self.pub_diag = self.create_publisher(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, qos(C.DIAGNOSTICS_QOS))
+        self.pub_progress = self.create_publisher(C.TYPES[C.LEARNER_PROGRESS], C.LEARNER_PROGRESS, qos(C.PROGRESS_QOS))
+        self._last_progress = -1
         self.create_subscription(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, self._on_transitions, qos(C.TRANSITIONS_QOS))
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.demos_path:
@@ -67,9 +69,12 @@ class LearnerNode(Node):
         capacity = int(param(self, "capacity", 200_000))
         if demo_store is not None:  # its demos (and interventions) warm-start the demo side
             replay = MixedReplay.from_store(demo_store, capacity=capacity, **kw)
+            if replay.demo.has_samples:  # state statistics from the demos, not a first batch
+                agent.fit_obs_normalizer(replay.demo.sample(4096, np.random.default_rng(self.seed))["obs"])
         else:
             replay = MixedReplay.create(schema, capacity, **kw)
-        self.trainer = Trainer(agent, replay, self._publish_policy, seed=self.seed, **self.train_cfg)
+        self.trainer = Trainer(agent, replay, self._publish_policy, seed=self.seed, on_progress=self._publish_progress,
+                               **self.train_cfg)
         self._publish_policy(self.trainer.export(), 0)  # version 0: the initial actor, at once
         self.trainer.start()
 
@@ -110,6 +115,11 @@ class LearnerNode(Node):
         self.pub_policy.publish(codec.encode_policy(onnx_bytes, version, {"kind": self.kind}))
         self.versions_published.append(version)
         self.get_logger().info(f"published policy version {version} ({len(onnx_bytes)} bytes)")
+
+    def _publish_progress(self, trained: int) -> None:
+        if trained != self._last_progress:  # called from the trainer thread
+            self._last_progress = trained
+            self.pub_progress.publish(C.TYPES[C.LEARNER_PROGRESS](data=int(trained)))
 
     def _publish_diagnostics(self) -> None:
         t = self.trainer

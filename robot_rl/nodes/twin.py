@@ -6,7 +6,7 @@ after publishing the observation at sim time t (then /clock = t) it waits for th
 stamped t, steps one control period and publishes again; if no command comes within
 `lockstep_timeout_s` of wall time it holds still, as the real robot's controller would.
 Until a first command ever arrives, time stands still and the first observation is repeated
-every `lockstep_timeout_s`, so nodes that start later still hear it.
+every second, so nodes that start later still hear it.
 """
 from __future__ import annotations
 
@@ -68,7 +68,9 @@ class TwinNode(Node):
         self.timeouts = 0
         self.commanded = False  # time stands still until a controller first commands
         self._reset(first=True)
-        self.create_timer(0.001, self._poll, clock=RosClock(clock_type=ClockType.STEADY_TIME))
+        # Commands step the sim from their callback; this slow timer only handles timeouts and
+        # the start-up repeat (a fast Python timer would eat a core while the twin waits).
+        self.create_timer(0.05, self._poll, clock=RosClock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"twin up: task={self.task} cameras={self.cameras} dt={self.sim.control_dt}")
 
     # ------------------------------------------------------------------ commands
@@ -90,10 +92,11 @@ class TwinNode(Node):
         if "twist" in cmd:
             twist = cmd["twist"]
             grip = cmd.get("grip", self.last_grip)
+        elif not self.commanded:
+            if time.monotonic() - self.published_at > 1.0:  # starting up: say it again for late
+                self._publish(*self.last_outcome)  # subscribers, step nothing
+            return
         elif time.monotonic() - self.published_at > self.timeout_s:
-            if not self.commanded:  # starting up: say it again for late subscribers, step nothing
-                self._publish(*self.last_outcome)
-                return
             self.timeouts += 1
             twist, grip = np.zeros(6), self.last_grip  # nobody commands: hold, like the robot
         else:

@@ -20,10 +20,11 @@ import numpy as np
 
 class Trainer:
     def __init__(self, agent, replay, publish, *, utd: float, batch_size: int, min_steps: int,
-                 publish_every: int, version: int = 0, seed: int = 0):
+                 publish_every: int, version: int = 0, seed: int = 0, on_progress=None):
         self.agent = agent
         self.replay = replay  # MixedReplay
         self.rng = np.random.default_rng(seed)
+        self.on_progress = on_progress  # (steps trained on) -> None, after each drain/update
         self.steps = 0  # online steps ingested
         self.episodes = 0
         self.publish = publish  # (onnx bytes, version) -> None
@@ -87,6 +88,7 @@ class Trainer:
                 due = (self.steps >= self.min_steps and self.critic_steps < self.utd * self.steps
                        and self.replay.online.has_samples)
                 self._drain(block=not due)
+                self._report()
                 if not due:
                     continue
                 # RLPD's recipe: one sample of utd minibatches, a critic step on each, one actor step.
@@ -102,6 +104,19 @@ class Trainer:
             self.error = e
             while not self._stop.is_set():  # keep draining so no step is left unread
                 self._drain(block=True)
+                self._report()
+
+    @property
+    def trained_steps(self) -> int:
+        """Steps the learner has caught up with: all it has, while it is still below min_steps
+        or has stopped on an error, else the steps its critic steps cover at the UTD ratio."""
+        if self.steps < self.min_steps or self.error is not None:
+            return self.steps
+        return min(self.steps, int(self.critic_steps / self.utd))
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.trained_steps)
 
     def finish_ingest(self) -> None:
         """After stop(): read what is still queued (at shutdown every sent step is counted)."""
