@@ -31,22 +31,26 @@ def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> subprocess.P
 
 
 def curves(run_dir: Path, bucket: int) -> dict:
+    """Everything against training env steps: the steps of training episodes (evaluation
+    episodes are extra env steps, counted in n_steps and in the wall time, not on the x axis)."""
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
-    intervened = root["data/intervened"][:].astype(bool)
     is_eval = root["data/eval"][:].astype(bool)
-    version = root["data/policy_version"][:]
+    intervened = root["data/intervened"][:].astype(bool)[~is_eval]
+    version = root["data/policy_version"][:][~is_eval]
     stamps = root["data/timestamp"][:]
     n = len(intervened)
     edges = np.arange(0, n + bucket, bucket)
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         sl = slice(lo, min(hi, n))
-        train = ~is_eval[sl]
-        rows.append({"steps": int(min(hi, n)),
-                     "intervention_rate": float(intervened[sl][train].mean()) if train.any() else np.nan,
+        if sl.start >= sl.stop:
+            continue
+        rows.append({"steps": int(sl.stop), "intervention_rate": float(intervened[sl].mean()),
                      "policy_version": int(version[sl].max())})
     actor = json.loads((run_dir / "actor_summary.json").read_text())
-    return {"buckets": rows, "evals": actor["evaluations"], "n_steps": n, "sim_time": float(stamps[-1] - stamps[0])}
+    evals = [dict(e, steps=e["train_steps"]) for e in actor["evaluations"]]
+    return {"buckets": rows, "evals": evals, "n_steps": len(is_eval), "train_steps": n,
+            "sim_time": float(stamps[-1] - stamps[0])}
 
 
 def main(argv=None) -> int:
@@ -54,7 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=30_000)
     ap.add_argument("--parallel", type=int, default=1, help="seeds run at once")
-    ap.add_argument("--bucket", type=int, default=1000, help="steps per intervention-rate bucket")
+    ap.add_argument("--bucket", type=int, default=250, help="training steps per intervention-rate bucket")
+    ap.add_argument("--plot-only", action="store_true", help="re-read finished runs in --out, re-plot")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "loop"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "loop.png"))
     args, extra = ap.parse_known_args(argv)
@@ -64,6 +69,11 @@ def main(argv=None) -> int:
     results, walls = {}, {}
     pending = list(args.seeds)
     running: dict[int, tuple[subprocess.Popen, float]] = {}
+    if args.plot_only:
+        for s in pending:
+            results[s] = curves(out / f"seed{s}", args.bucket)
+            walls[s] = json.loads((out / f"seed{s}" / "wall.json").read_text())["wall_s"]
+        pending = []
     while pending or running:
         while pending and len(running) < args.parallel:
             s = pending.pop(0)
@@ -76,6 +86,7 @@ def main(argv=None) -> int:
                     print(f"seed {s} failed (exit {p.returncode}); see {out / f'seed{s}.out'}")
                     continue
                 results[s] = curves(out / f"seed{s}", args.bucket)
+                (out / f"seed{s}" / "wall.json").write_text(json.dumps({"wall_s": walls[s]}))
         time.sleep(1.0)
     if not results:
         return 1
@@ -88,13 +99,17 @@ def main(argv=None) -> int:
             for b in r["buckets"]:
                 w.writerow([s, "intervention_rate", b["steps"], b["intervention_rate"]])
                 w.writerow([s, "policy_version", b["steps"], b["policy_version"]])
-    print(f"{'seed':>4} {'steps':>7} {'final eval':>10} {'best eval':>9} {'first>=90%':>10} {'wall s':>7} {'sim-time x':>10}")
+    print(f"{'seed':>4} {'env steps':>9} {'training':>8} {'warm-start eval':>15} {'final eval':>10} "
+          f"{'90% after':>9} {'interv. first/last 1k':>21} {'wall s':>6} {'sim-time x':>10}")
     for s, r in sorted(results.items()):
-        ev = r["evals"]
+        ev, b = r["evals"], r["buckets"]
         first = next((e["steps"] for e in ev if e["success_rate"] >= 0.9), None)
-        print(f"{s:>4} {r['n_steps']:>7} {ev[-1]['success_rate'] if ev else float('nan'):>10.2f} "
-              f"{max((e['success_rate'] for e in ev), default=float('nan')):>9.2f} {str(first):>10} "
-              f"{walls[s]:>7.0f} {r['sim_time'] / walls[s]:>10.1f}")
+        k = max(1, 1000 // args.bucket)
+        i0 = np.mean([x["intervention_rate"] for x in b[:k]])
+        i1 = np.mean([x["intervention_rate"] for x in b[-k:]])
+        print(f"{s:>4} {r['n_steps']:>9} {r['train_steps']:>8} {ev[0]['success_rate'] if ev else float('nan'):>15.2f} "
+              f"{ev[-1]['success_rate'] if ev else float('nan'):>10.2f} {str(first):>9} {i0:>10.2f} / {i1:<8.2f} "
+              f"{walls[s]:>6.0f} {r['sim_time'] / walls[s]:>10.1f}")
     _plot(results, Path(args.plot))
     print(f"wrote {out / 'loop.csv'} and {args.plot}")
     return 0
@@ -107,7 +122,7 @@ def _plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    grid = np.linspace(0, max(r["n_steps"] for r in results.values()), 60)
+    grid = np.linspace(0, max(r["train_steps"] for r in results.values()), 80)
 
     def band(ax, series, label):
         ys = np.array([np.interp(grid, x, y, left=np.nan, right=y[-1]) for x, y in series if len(x)])
@@ -124,7 +139,7 @@ def _plot(results: dict, path: Path) -> None:
     band(axes[2], [([b["steps"] for b in r["buckets"]], [b["policy_version"] for b in r["buckets"]]) for r in results.values()], "policy version")
     for ax, title in zip(axes, ["eval success rate (no intervention)", "intervention rate (training episodes)", "policy version in the actor"]):
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("env steps (through the ROS graph)")
+        ax.set_xlabel("training env steps (through the ROS graph)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylim(-0.02, 1.02)
