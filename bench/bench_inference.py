@@ -8,9 +8,7 @@ Targets: ONNX p99 <= 1 ms and <= 1/10 of the multi-step sampler.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 
@@ -18,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from robot_rl.benchinfo import machine_info, write_results
 from robot_rl.learn import make_agent
 from robot_rl.learn.synthetic import STATE_SPEC, camera_spec, random_obs
 
@@ -84,13 +83,8 @@ def main():
                   f"p99 {m['p99_ms']:.3f} ms (CPU p99 {m['cpu_p99_ms']:.3f}) | torch one-step p50 "
                   f"{t['p50_ms']:.3f} ms | ONNX/multi-step p50 {r['ratio_p50']:.3f} p99 {r['ratio_p99']:.3f}",
                   flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "load_avg_1min": round(os.getloadavg()[0], 2), "onnxruntime": ort.__version__,
-               "torch": torch.__version__}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": machine, "rows": rows}, f, indent=1)
-    print("machine:", machine)
+    machine = machine_info(onnxruntime=ort.__version__, torch=torch.__version__)
+    write_results(args.out, machine, rows)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,12 @@ update itself (sampling happens off the update path in the learner).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import numpy as np
 import torch
 
+from robot_rl.benchinfo import machine_info, write_results
 from robot_rl.learn import make_agent
 from robot_rl.learn.batch import batch_to_tensors
 from robot_rl.learn.synthetic import STATE_SPEC, camera_spec, random_batch
@@ -57,13 +55,9 @@ def main():
             rows.append(r)
             print(f"{r['kind']:5s} {r['obs']:22s} batch {r['batch']}  {r['n_critics']} critics  "
                   f"{r['updates_per_s']:8.2f} updates/s  (median {1000 * r['median_s']:.1f} ms over {n})", flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
-               "load_avg_1min": round(os.getloadavg()[0], 2),
-               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": machine, "rows": rows}, f, indent=1)
-    print("machine:", machine)
+    machine = machine_info(threads=args.threads, torch=torch.__version__,
+                           cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+    write_results(args.out, machine, rows)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Codec: round trips for every message kind, and every way a payload is rejected."""
 import struct
-import zlib
 
 import numpy as np
 import pytest

@@ -231,12 +231,16 @@ class EpisodeStore:
         meta = {"task": str(task), "source": source, "robot": str(robot),
                 "calibration_id": str(calibration_id), "extra": json.dumps(extra, sort_keys=True)}
         e = self._commit["n_episodes"]
-        for key, value in meta.items():
-            col = self._column("meta", key)
-            if col.disk_rows <= e:
-                col.set_disk_rows(e + GROW_EPISODES)
-            col.append(value)
+        self._append_row("meta", meta, e, GROW_EPISODES)
         self._commit_now(self._commit["n_steps"], e, self._commit["n_steps"])
+
+    def _append_row(self, group: str, values: dict, row: int, grow: int) -> None:
+        """Write row `row` of each column in `group`, growing its on-disk length in steps."""
+        for key, value in values.items():
+            col = self._column(group, key)
+            if col.disk_rows <= row:
+                col.set_disk_rows(row + grow)
+            col.append(value)
 
     def check_step(self, step: dict) -> dict:
         """Validated copy of a step dict (SchemaError naming the first bad key)."""
@@ -252,11 +256,7 @@ class EpisodeStore:
             raise RuntimeError("append_step called with no open episode; call begin_episode first")
         step = self.check_step(step)
         n = self._commit["n_steps"]
-        for key, value in step.items():
-            col = self._column("data", key)
-            if col.disk_rows <= n:
-                col.set_disk_rows(n + GROW_STEPS)
-            col.append(value)
+        self._append_row("data", step, n, GROW_STEPS)
         self._commit_now(n + 1, self._commit["n_episodes"], self._commit["open_start"])
 
     def end_episode(self, final_obs: dict, success: bool = False) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from robot_rl.configs import from_mapping
+
 
 def _coerce(name: str, annotation: str, value):
     """YAML/ROS parameters arrive loosely typed ("3e-4" is a string to PyYAML, 10 an int where a
@@ -93,12 +95,7 @@ class AgentConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "AgentConfig":
         """Build from a plain (YAML) dict; unknown keys are an error naming the valid ones."""
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown AgentConfig keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**d)
+        return from_mapping(cls, d, "AgentConfig")
 
     @classmethod
     def coerce(cls, cfg) -> "AgentConfig":

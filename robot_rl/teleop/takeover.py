@@ -17,7 +17,7 @@ from robot_rl.configs import from_mapping
 
 @dataclass
 class TakeoverConfig:
-    stuck_steps: int = 15
+    stuck_steps: int = 25
     min_progress: float = 0.005
     max_takeover_steps: int = 20
     cooldown_steps: int = 10
