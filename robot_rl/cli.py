@@ -149,8 +149,13 @@ def _summarise(run_dir: Path) -> str:
     learner = run_dir / "learner_summary.json"
     if actor.exists():
         a = json.loads(actor.read_text())
+        v = [x for x in a["versions_used"] if x >= 0]
+        versions = f"policy versions {min(v)}..{max(v)} ({len(v)} used)" if v else "no policy received"
         out.append(f"{a['steps_logged']} steps in {a['episodes']} episodes, {a['successes']} successes, "
-                   f"{a['interventions']} intervened steps, policy versions {a['versions_used']}")
+                   f"{a['interventions']} intervened steps, {versions}")
+        if a.get("evaluations"):
+            ev = ", ".join(f"{e['success_rate']:.0%}@{e['train_steps']}" for e in a["evaluations"])
+            out.append(f"eval success by training steps: {ev}")
     if learner.exists():
         l = json.loads(learner.read_text())
         out.append(f"learner ingested {len(l['received'])} steps, {l['updates']} updates, "
