@@ -15,8 +15,8 @@ pytest.importorskip("rclpy")
 def test_the_loop_learns_pick_cube_through_the_graph(tmp_path):
     run_dir = tmp_path / "run"
     r = subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", "sim", "--task", "pick_cube", "--steps", "1500", "--seed", "3",
-         "--run-dir", str(run_dir), "-p", "eval_every:=600", "-p", "eval_episodes:=10",
+        [sys.executable, "-m", "robot_rl.cli", "sim", "--task", "pick_cube", "--steps", "2000", "--seed", "3",
+         "--run-dir", str(run_dir), "-p", "eval_every:=400", "-p", "eval_episodes:=5",
          # the first evaluation (after the first episode) then measures the untrained warm-start actor
          "-p", "min_steps:=150"],
         capture_output=True, text=True, timeout=1200)
@@ -27,7 +27,7 @@ def test_the_loop_learns_pick_cube_through_the_graph(tmp_path):
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")
     n = root["data/action"].shape[0]
     # every logged transition reached the learner
-    assert n == 1500 and len(learner["received"]) == n and learner["trainer_error"] is None
+    assert n == 2000 and len(learner["received"]) == n and learner["trainer_error"] is None
     # at least three policy versions were swapped in and acted
     versions = np.unique(root["data/policy_version"][:])
     assert (versions >= 0).sum() >= 3
@@ -38,4 +38,5 @@ def test_the_loop_learns_pick_cube_through_the_graph(tmp_path):
     # evaluation after training beats the warm-start policy's
     evals = actor["evaluations"]
     assert len(evals) >= 2, evals
+    assert evals[0]["policy_version"] == 0  # the warm-start actor, before any update
     assert evals[-1]["success_rate"] > evals[0]["success_rate"], evals

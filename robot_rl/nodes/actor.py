@@ -66,6 +66,7 @@ class ActorNode(Node):
         self.last_tick_key = -1
         self.waiting_since: float | None = None
         self.policy: OnnxPolicy | None = None
+        self.next_policy: OnnxPolicy | None = None  # arrived during an evaluation
         self.versions_used: set[int] = set()
         self.chunks = ChunkQueue()
         self.engaged = False
@@ -145,9 +146,15 @@ class ActorNode(Node):
         if self.policy is not None and version <= self.policy.version:
             self.get_logger().warning(f"policy version {version} is not newer than {self.policy.version}; ignored")
             return
-        self.policy = policy
+        if self.evaluating and self.policy is not None:
+            self.next_policy = policy  # an evaluation measures one policy: swap when it ends
+            return
+        self._swap(policy)
+
+    def _swap(self, policy: OnnxPolicy) -> None:
+        self.policy, self.next_policy = policy, None
         self.chunks.clear()
-        self.get_logger().info(f"policy version {version} swapped in (chunk {policy.chunk}, sha256 {policy.sha256[:12]})")
+        self.get_logger().info(f"policy version {policy.version} swapped in (chunk {policy.chunk}, sha256 {policy.sha256[:12]})")
 
     def _available_obs_keys(self) -> set:
         return {"proprio"} | ({"object"} if self.state_based else set()) | set(self.cameras)
@@ -321,7 +328,8 @@ class ActorNode(Node):
             if len(self.eval_block) == self.eval_episodes:
                 rate = float(np.mean(self.eval_block))
                 self.eval_history.append({"steps": meta["steps"], "train_steps": meta["train_steps"],
-                                          "success_rate": rate, "episodes": len(self.eval_block)})
+                                          "success_rate": rate, "episodes": len(self.eval_block),
+                                          "policy_version": self._version()})
                 self.get_logger().info(f"evaluation after {meta['train_steps']} training steps: "
                                        f"success {rate:.0%} over {len(self.eval_block)} episodes")
         else:
@@ -336,6 +344,8 @@ class ActorNode(Node):
         self.evaluating = self.eval_left > 0
         if self.evaluating:
             self.eval_left -= 1
+        elif self.next_policy is not None:
+            self._swap(self.next_policy)
         self.pub_eval.publish(C.TYPES[C.EVALUATING](data=self.evaluating))
 
     def _publish_diagnostics(self) -> None:
