@@ -190,7 +190,7 @@ def _record_through_graph(args) -> int:
     store = Path(args.store).resolve()
     overrides = {"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "store": str(store),
                  "max_episodes": args.episodes, "episode_source": "demo", "wait_for_learner": False,
-                 "wait_for_teleop": True, "teleop_wait_s": 30.0,
+                 "wait_for_teleop": True, "teleop_wait_s": 30.0, "learner_sync_lag": 0,
                  "eval_every": 0, "expert_noise": args.noise, "takeover.stuck_steps": 0,
                  "takeover.max_takeover_steps": 1_000_000, "takeover.cooldown_steps": 0}
     if args.cameras:

@@ -173,7 +173,7 @@ class ActorNode(Node):
         if (self.wait_for_learner and self.count_subscribers(C.TRANSITIONS) == 0) or (
                 self.wait_for_teleop and self.count_publishers(C.TELEOP_TWIST) == 0):
             return  # not started: the twin waits for a first command meanwhile
-        if self.learner_sync_lag and self.log is not None and \
+        if self.learner_sync_lag and self.log is not None and self.count_subscribers(C.TRANSITIONS) > 0 and \
                 self.log.steps_logged - self.learner_progress > self.learner_sync_lag:
             return  # let the learner catch up; the twin waits for our command meanwhile
         while self.sets:

@@ -39,6 +39,7 @@ class TeleopNode(Node):
                                  safety.workspace_min, safety.workspace_max, seed=seed + 2)
         self.latest: dict = {}
         self.last_key = -1
+        self.answer = None  # (engaged, twist, grip, stamp) of the last observation answered
         self.episode = None
         self.engaged_steps: list[float] = []  # obs stamps answered while engaged
         self.takeovers = 0
@@ -63,7 +64,10 @@ class TeleopNode(Node):
         if len(self.latest) < len(self.required) or len(stamps) != 1:
             return
         key = stamps.pop()
-        if key <= self.last_key:
+        if key < self.last_key:
+            return
+        if key == self.last_key:  # the twin repeats its first observation while nodes start:
+            self._publish_answer()  # say the same again, for an actor that missed it
             return
         self.last_key = key
         try:
@@ -94,12 +98,19 @@ class TeleopNode(Node):
             engaged = False
         if engaged != was:
             self._event("takeover" if engaged else "release")
-        self.pub_engaged.publish(Bool(data=engaged))
         if engaged:
             self.engaged_steps.append(t)
             twist, grip = self.action_spec.to_command(action)
         else:
             twist, grip = np.zeros(6), -1.0
+        self.answer = (engaged, twist, grip, t)
+        self._publish_answer()
+
+    def _publish_answer(self) -> None:
+        if self.answer is None:
+            return
+        engaged, twist, grip, t = self.answer
+        self.pub_engaged.publish(Bool(data=engaged))
         self.pub_grip.publish(codec.gripper_msg(grip, t))
         self.pub_twist.publish(codec.twist_msg(twist, t, C.BASE_FRAME))
 
