@@ -43,8 +43,8 @@ def curves(run_dir: Path, bucket: int) -> dict:
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         sl = slice(lo, min(hi, n))
-        if sl.start >= sl.stop:
-            continue
+        if sl.stop - sl.start < bucket // 2:
+            continue  # a sliver at the end is noise, not a rate
         rows.append({"steps": int(sl.stop), "intervention_rate": float(intervened[sl].mean()),
                      "policy_version": int(version[sl].max())})
     actor = json.loads((run_dir / "actor_summary.json").read_text())
