@@ -85,8 +85,7 @@ class Trainer:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                due = (self.steps >= self.min_steps and self.critic_steps < self.utd * self.steps
-                       and self.replay.online.has_samples)
+                due = self.critic_steps < self._owed() and self.replay.online.has_samples
                 self._drain(block=not due)
                 self._report()
                 if not due:
@@ -97,6 +96,7 @@ class Trainer:
                 self.metrics = self.agent.update(batch, n_critic_steps=k)
                 self.critic_steps += k
                 self.updates += 1
+                self._report()  # at once: in sim the actor may be waiting for exactly this
                 if self.updates % self.publish_every == 0:
                     self.version += 1
                     self.publish(self.export(), self.version)
@@ -106,13 +106,17 @@ class Trainer:
                 self._drain(block=True)
                 self._report()
 
+    def _owed(self) -> float:
+        """Critic steps due: utd for every step from the min_steps-th on (RLPD's learning starts)."""
+        return self.utd * max(0, self.steps - self.min_steps + 1)
+
     @property
     def trained_steps(self) -> int:
-        """Steps the learner has caught up with: all it has, while it is still below min_steps
-        or has stopped on an error, else the steps its critic steps cover at the UTD ratio."""
+        """Steps the learner has caught up with (never decreasing): all it has while it is below
+        min_steps or has stopped on an error, else those its critic steps cover at the UTD ratio."""
         if self.steps < self.min_steps or self.error is not None:
             return self.steps
-        return min(self.steps, int(self.critic_steps / self.utd))
+        return min(self.steps, self.min_steps - 1 + int(self.critic_steps / self.utd))
 
     def _report(self) -> None:
         if self.on_progress is not None:
