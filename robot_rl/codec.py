@@ -26,6 +26,7 @@ from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import UInt8MultiArray
 
+from robot_rl.data.schema import BOOKKEEPING
 from robot_rl.names import GRIPPER_JOINT
 from robot_rl.spec import ObsSpec, canonical_quat, object_vector, proprio_vector
 
@@ -35,16 +36,9 @@ TRANSITIONS, EPISODE_END, POLICY = 1, 2, 3
 KIND_NAMES = {TRANSITIONS: "transitions", EPISODE_END: "episode_end", POLICY: "policy"}
 _HEADER = struct.Struct("<4sHHQI")
 _ALLOWED_DTYPES = {"|u1", "|i1", "<u2", "<i2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "|b1"}
-# Per-step bookkeeping carried with every transition besides the obs keys and "action".
-STEP_SCALARS = {
-    "reward": np.float32,
-    "terminated": np.bool_,
-    "truncated": np.bool_,
-    "intervened": np.bool_,
-    "policy_version": np.int32,
-    "timestamp": np.float64,
-    "eval": np.bool_,
-}
+# Per-step bookkeeping carried with every transition besides the obs keys and "action": the
+# store's own table, so a transition and a stored step are the same thing.
+STEP_SCALARS = BOOKKEEPING
 
 
 class CodecError(ValueError):
@@ -303,6 +297,20 @@ def proprio_from_msgs(joints: JointState, ee: PoseStamped, gripper_joints=(GRIPP
     if not np.isfinite(out).all():
         raise CodecError("proprio has non-finite values")
     return out
+
+
+def observation_from_msgs(msgs: dict, cameras=(), with_object: bool = True,
+                          gripper_joints=(GRIPPER_JOINT,)) -> dict:
+    """The spec's observation dict from one observation's messages (topic -> message, the
+    contract's topic names). Raises CodecError."""
+    from robot_rl import contract as C  # message types only; no cycle (contract imports no codec)
+
+    obs = {"proprio": proprio_from_msgs(msgs[C.JOINT_STATES], msgs[C.EE_POSE], gripper_joints)}
+    if with_object:
+        obs["object"] = object_from_msg(msgs[C.OBJECT_POSES])
+    for cam in cameras:
+        obs[cam] = image_from_msg(msgs[C.camera_topic(cam)])
+    return obs
 
 
 def object_from_msg(msg: PoseArray, n_objects: int | None = None) -> np.ndarray:

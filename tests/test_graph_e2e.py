@@ -33,6 +33,7 @@ class CommandListener:
         self.node.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST,
                                       lambda m: self.twists.append(codec.twist_from_msg(m)), qos(C.COMMAND_QOS))
         self.pub_transitions = self.node.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
+        self.pub_teleop_grip = self.node.create_publisher(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, qos(C.COMMAND_QOS))
         self.pub_policy = self.node.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
@@ -56,6 +57,9 @@ class CommandListener:
             msg.data = raw
             self.pub_transitions.publish(msg)
         self.pub_policy.publish(codec.encode_policy(b"not an onnx model", 10_000))  # valid frame, bad model
+        bad_grip = codec.gripper_msg(1.0, 0.0)
+        bad_grip.name = ["finger"]  # a device that speaks another dialect
+        self.pub_teleop_grip.publish(bad_grip)
         return len(bad)
 
     def close(self):
@@ -178,6 +182,7 @@ def test_bad_policy_is_refused_and_the_last_good_one_kept(sim_run):
     run_dir, _, _, _ = sim_run
     log = (run_dir / "logs" / "actor.log").read_text()
     assert "policy rejected" in log and "onnxruntime cannot load" in log
+    assert "teleop command rejected" in log  # a malformed device command is dropped, not fatal
     versions = json.loads((run_dir / "actor_summary.json").read_text())["versions_used"]
     assert 10_000 not in versions and max(versions) >= 1
 

@@ -62,6 +62,7 @@ class ActorNode(Node):
         self.state_based = not self.cameras
 
         self.latest: dict = {}  # topic -> newest message
+        self.teleop: dict = {}  # teleop topic -> its newest decoded command
         self.sets: dict[int, dict] = {}  # lock-step: stamp -> {topic: message}, until ticked
         self.last_tick_key = -1
         self.waiting_since: float | None = None
@@ -121,7 +122,15 @@ class ActorNode(Node):
             self._try_lockstep_tick()
 
     def _on_teleop(self, topic: str, msg) -> None:
+        """Decoded on arrival: a malformed command from a device is logged and dropped, never
+        reaches the tick."""
+        try:
+            value = codec.twist_from_msg(msg) if topic == C.TELEOP_TWIST else codec.gripper_from_msg(msg)
+        except codec.CodecError as e:
+            self.get_logger().error(f"teleop command rejected: {e}")
+            return
         self.latest[topic] = msg  # answers one observation: its stamp says which
+        self.teleop[topic] = value
         if self.trigger == "observation":
             self._try_lockstep_tick()
 
@@ -244,7 +253,7 @@ class ActorNode(Node):
             if result.held:
                 self._count_hold(result.reasons)
             self._publish(result.twist, result.grip, obs_t)
-        if self._record(obs, status):
+        if self._record(obs, status) and not terminal:
             executed = self.action_spec.from_command(result.twist, result.grip)
             self.log.act(obs, executed, intervened, self._version(), obs_t, eval_mode=self.evaluating)
             self.versions_used.add(self._version())
@@ -252,10 +261,8 @@ class ActorNode(Node):
     def _decide(self, obs: dict, obs_t: float) -> tuple[np.ndarray, bool]:
         """The human's action while engaged (never during evaluation), else the policy's."""
         if self.engaged and not self.evaluating and self._teleop_fresh(obs_t):
-            twist = codec.twist_from_msg(self.latest[C.TELEOP_TWIST])
-            grip = codec.gripper_from_msg(self.latest[C.TELEOP_GRIPPER])
             self.chunks.clear()
-            return self.action_spec.from_command(twist, grip), True
+            return self.action_spec.from_command(self.teleop[C.TELEOP_TWIST], self.teleop[C.TELEOP_GRIPPER]), True
         if self.policy is not None:
             try:
                 return self.chunks.next(lambda: self.policy(obs)), False
@@ -281,11 +288,7 @@ class ActorNode(Node):
         return -1e-9 <= age <= self.safety.cfg.stale_timeout_s
 
     def _observation(self, msgs: dict) -> tuple[dict, dict]:
-        obs = {"proprio": codec.proprio_from_msgs(msgs[C.JOINT_STATES], msgs[C.EE_POSE], self.gripper_joints)}
-        if self.state_based:
-            obs["object"] = codec.object_from_msg(msgs[C.OBJECT_POSES])
-        for cam in self.cameras:
-            obs[cam] = codec.image_from_msg(msgs[C.camera_topic(cam)])
+        obs = codec.observation_from_msgs(msgs, self.cameras, self.state_based, self.gripper_joints)
         return obs, codec.status_from_msg(msgs[C.TASK_STATUS])
 
     def _hold(self, reason: str) -> None:

@@ -15,7 +15,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, String
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import make_node_options, param, params_under, qos, run
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
 from robot_rl.safety import SafetyConfig
 from robot_rl.spec import ActionSpec
 from robot_rl.teleop.takeover import TakeoverConfig, TakeoverRule
@@ -37,6 +37,7 @@ class TeleopNode(Node):
         safety = SafetyConfig.from_dict(params_under(self, "safety"))
         self.rule = TakeoverRule(TakeoverConfig.from_dict(params_under(self, "takeover")),
                                  safety.workspace_min, safety.workspace_max, seed=seed + 2)
+        self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))  # as the actor's
         self.latest: dict = {}
         self.last_key = -1
         self.answer = None  # (engaged, twist, grip, stamp) of the last observation answered
@@ -80,10 +81,7 @@ class TeleopNode(Node):
         if status["terminated"] or status["truncated"]:
             return  # terminal observation: nobody acts on it
         t = codec.from_stamp(self.latest[C.TASK_STATUS].header.stamp)
-        obs = {
-            "proprio": codec.proprio_from_msgs(self.latest[C.JOINT_STATES], self.latest[C.EE_POSE]),
-            "object": codec.object_from_msg(self.latest[C.OBJECT_POSES]),
-        }
+        obs = codec.observation_from_msgs(self.latest, gripper_joints=self.gripper_joints)
         if status["episode"] != self.episode:
             self.episode = status["episode"]
             self.expert.reset()
