@@ -47,7 +47,6 @@ from std_msgs.msg import Bool, Int64, String, UInt8MultiArray
 
 from robot_rl.names import (  # noqa: F401  re-exported: the ROS-free spellings live there
     BASE_FRAME,
-    EE_FRAME,
     GRIPPER_JOINT,
     camera_frame,
     camera_info_topic,

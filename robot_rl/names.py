@@ -1,7 +1,6 @@
 """Frame ids and name patterns that the ROS-free core needs too (contract.py re-exports them)."""
 
 BASE_FRAME = "base_link"
-EE_FRAME = "ee_link"
 GRIPPER_JOINT = "gripper"
 
 

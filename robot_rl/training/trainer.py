@@ -126,6 +126,3 @@ class Trainer:
         """After stop(): read what is still queued (at shutdown every sent step is counted)."""
         self._drain(block=False)
 
-
-def finite_metrics(metrics: dict) -> dict:
-    return {k: float(v) for k, v in metrics.items() if np.isfinite(float(v))}
