@@ -32,7 +32,9 @@ def run_one(args, kind: str, seed: int) -> str:
     if args.config:
         cmd += ["--config", args.config]
     if args.cameras:
-        cmd += ["--cameras", args.cameras]
+        cmd += ["--cameras", args.cameras, "--image-size", str(args.image_size)]
+    if args.obs_keys:
+        cmd += ["--obs-keys", args.obs_keys]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "log.txt"), "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
@@ -64,6 +66,8 @@ def main():
     ap.add_argument("--utd", type=int, default=None)
     ap.add_argument("--config", default=None)
     ap.add_argument("--cameras", default="")
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--obs-keys", default="", help="what the agents see, e.g. proprio,wrist (from pixels)")
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-episodes", type=int, default=20)
     ap.add_argument("--threshold", type=float, default=0.9)

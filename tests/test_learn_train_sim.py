@@ -118,3 +118,47 @@ def test_flow_agent_learns_the_reach_task():
                          eval_every=1000, eval_episodes=10, device="cpu", progress=False,
                          env_fn=fake_env, expert_fn=fake_expert)
     assert rows[-1]["success_rate"] >= 0.8
+
+
+def test_obs_keys_hide_the_object_pose_from_the_agent_but_not_the_expert(monkeypatch, tmp_path):
+    seen = {}
+    real_create = train_sim.MixedReplay.create
+
+    def spy(*a, **k):
+        seen["replay"] = real_create(*a, **k)
+        return seen["replay"]
+
+    monkeypatch.setattr(train_sim.MixedReplay, "create", spy)
+    train_sim.run("reach", "flow", seed=0, env_steps=20, n_demos=2, utd=1, cfg=TINY, obs_keys=("proprio",),
+                  eval_every=100, eval_episodes=1, out_dir=str(tmp_path), device="cpu", progress=False,
+                  env_fn=fake_env, expert_fn=fake_expert)  # the expert needs "object": it still gets it
+    sample = seen["replay"].sample(8, np.random.default_rng(0))
+    assert set(sample["obs"]) == {"proprio"} and set(sample["next_obs"]) == {"proprio"}
+    assert set(read_metadata(tmp_path / "actor.onnx")["obs_spec"]) == {"proprio"}
+
+
+def test_unknown_obs_key_is_rejected_naming_it():
+    with pytest.raises(ValueError, match="wrist"):
+        train_sim.run("reach", "bc", env_steps=10, n_demos=1, cfg=TINY, obs_keys=("proprio", "wrist"),
+                      device="cpu", progress=False, env_fn=fake_env, expert_fn=fake_expert)
+
+
+def test_pixel_run_on_the_twin_stores_camera_images_not_the_object_pose(monkeypatch):
+    """The real twin with its wrist camera (small images, few steps): the learning-from-pixels path."""
+    seen = {}
+    real_create = train_sim.MixedReplay.create
+
+    def spy(*a, **k):
+        seen["replay"] = real_create(*a, **k)
+        return seen["replay"]
+
+    monkeypatch.setattr(train_sim.MixedReplay, "create", spy)
+    rows = train_sim.run("pick_cube", "flow", seed=0, env_steps=8, n_demos=1, utd=1,
+                         cfg=dict(TINY, conv_channels=[8, 8], image_feature_dim=16), cameras=("wrist",),
+                         image_size=32, obs_keys=("proprio", "wrist"), eval_every=100, eval_episodes=1,
+                         device="cpu", progress=False)
+    assert rows[-1]["updates"] > 0
+    obs = seen["replay"].sample(4, np.random.default_rng(0))["obs"]
+    assert set(obs) == {"proprio", "wrist"}
+    assert obs["wrist"].shape == (4, 32, 32, 3) and obs["wrist"].dtype == np.uint8
+    assert obs["wrist"].std() > 0  # rendered, not blank
