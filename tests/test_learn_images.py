@@ -75,3 +75,22 @@ def test_state_only_spec_builds_no_conv():
 
     agent = make_agent("flow", STATE_SPEC, A, TINY, device="cpu")
     assert not any(isinstance(m, torch.nn.Conv2d) for m in agent.nets.modules())
+
+
+@pytest.mark.parametrize("kind,hl", [("flow", False), ("flow", True), ("sac", False), ("bc", False)])
+def test_bf16_autocast_update_runs_and_exports_in_fp32(kind, hl, tmp_path):
+    """The mixed-precision path CUDA takes (bf16 autocast around the forward passes), run under
+    CPU autocast: dtype mix-ups (bf16 features meeting fp32 actions, targets, histograms) fail
+    here without a GPU. The exported actor stays fp32 and matches the fp32 agent."""
+    agent = make_agent(kind, SPEC_32, A, {**TINY, "hl_gauss": hl, "hl_bins": 11}, device="cpu")
+    agent._autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    batch = random_batch(SPEC_32, 8, H, A)
+    first = agent.update(batch, n_critic_steps=2)
+    for _ in range(3):
+        last = agent.update(batch, n_critic_steps=2)
+    assert np.isfinite(list(first.values()) + list(last.values())).all()
+    loss = "bc_loss" if kind == "bc" else "critic_loss"
+    assert last[loss] != first[loss]  # the weights moved
+    agent.export_onnx(tmp_path / "a.onnx", version=1)
+    obs = random_obs(SPEC_32, 2, np.random.default_rng(0))
+    assert np.abs(run_onnx(tmp_path / "a.onnx", obs) - agent.act(obs)).max() < 1e-4
