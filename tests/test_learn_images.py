@@ -94,3 +94,18 @@ def test_bf16_autocast_update_runs_and_exports_in_fp32(kind, hl, tmp_path):
     agent.export_onnx(tmp_path / "a.onnx", version=1)
     obs = random_obs(SPEC_32, 2, np.random.default_rng(0))
     assert np.abs(run_onnx(tmp_path / "a.onnx", obs) - agent.act(obs)).max() < 1e-4
+
+
+def test_own_flow_actor_encoder_is_shaped_by_behaviour_cloning_only():
+    """With share_encoder false the flow actor's encoder learns from the BC loss alone: the
+    distillation weight alpha (and the critic term) must not reach it."""
+    batch = random_batch(SPEC_32, 8, H, A)
+    encoders = []
+    for alpha in (0.0, 100.0):
+        agent = make_agent("flow", SPEC_32, A, {**TINY, "share_encoder": False, "alpha": alpha}, device="cpu")
+        before = {k: v.clone() for k, v in agent.nets["actor_encoder"].state_dict().items()}
+        agent.update(batch)
+        after = agent.nets["actor_encoder"].state_dict()
+        assert any(not torch.equal(after[k], before[k]) for k in before)  # BC did train it
+        encoders.append(after)
+    assert all(torch.equal(encoders[0][k], encoders[1][k]) for k in encoders[0])
