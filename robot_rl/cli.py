@@ -33,8 +33,20 @@ def _parse_params(items) -> dict:
         name, sep, value = item.partition(":=")
         if not sep:
             raise SystemExit(f"robot-rl: --param wants NAME:=VALUE, got {item!r}")
-        out[name] = value
+        out[name] = _param_value(value)
     return out
+
+
+def _param_value(text: str):
+    """A -p value typed the way `ros2 run ... -p` types it: as YAML ("10" int, "[8, 8]" list,
+    "true" bool); text that is not a YAML scalar or list stays a string."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (bool, int, float, str, list)) else text
 
 
 def run_graph(name: str, params: str | None, overrides: dict, run_dir: Path, budget: str) -> tuple[int, str]:

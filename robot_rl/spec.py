@@ -45,6 +45,14 @@ def object_vector(poses) -> np.ndarray:
     return (np.concatenate(parts) if parts else np.zeros(0)).astype(np.float32)
 
 
+def policy_obs_keys(cameras=()) -> tuple[str, ...]:
+    """The observation keys a policy sees: proprio plus the objects' poses when state-based, or
+    plus the named cameras for a pixel policy (no object pose: a real cell does not measure it).
+    The actor feeds, the learner trains and the ONNX actor takes exactly these."""
+    cameras = tuple(cameras)
+    return ("proprio", *cameras) if cameras else ("proprio", "object")
+
+
 @dataclass(frozen=True)
 class ActionSpec:
     rotation: bool = False

@@ -44,3 +44,14 @@ def test_cli_overrides_win_over_node_sections(tmp_path):
     over = yaml.safe_load(g.overrides_file().read_text())
     for spec in nodes:
         assert over[spec.name]["ros__parameters"] == {"max_steps": 7, "policy_cameras": "", "run_dir": "/tmp/x y"}
+
+
+def test_cli_param_values_are_typed_like_ros2_run():
+    from robot_rl.cli import _parse_params
+
+    got = _parse_params(["publish_every:=15", "agent.conv_channels:=[8, 8]", "wait_for_learner:=false",
+                         "policy_cameras:=front,wrist", "policy_cameras_none:=", "run_dir:=/tmp/x y",
+                         "agent.lr:=0.001"])
+    assert got == {"publish_every": 15, "agent.conv_channels": [8, 8], "wait_for_learner": False,
+                   "policy_cameras": "front,wrist", "policy_cameras_none": "", "run_dir": "/tmp/x y",
+                   "agent.lr": 0.001}

@@ -23,7 +23,7 @@ from robot_rl.control.policy_runner import ChunkQueue, OnnxPolicy, PolicyError
 from robot_rl.data.store import EpisodeStore
 from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
 from robot_rl.safety import SafetyConfig, SafetyFilter
-from robot_rl.spec import ActionSpec
+from robot_rl.spec import ActionSpec, policy_obs_keys
 
 
 class ActorNode(Node):
@@ -166,7 +166,7 @@ class ActorNode(Node):
         self.get_logger().info(f"policy version {policy.version} swapped in (chunk {policy.chunk}, sha256 {policy.sha256[:12]})")
 
     def _available_obs_keys(self) -> set:
-        return {"proprio"} | ({"object"} if self.state_based else set()) | set(self.cameras)
+        return set(policy_obs_keys(self.cameras))
 
     def _version(self) -> int:
         return self.policy.version if self.policy is not None else -1

@@ -2,8 +2,9 @@
 a versioned one-step ONNX actor every `publish_every` updates (transient_local, so an actor
 that starts late still gets the newest), and reports on /diagnostics.
 
-The observation layout is taken from the first transition (or the demo store), so the same
-node serves state-based and pixel policies.
+The observation keys follow `policy_cameras` (robot_rl.spec.policy_obs_keys: proprio + object
+poses, or proprio + cameras); their shapes come from the demo store or the first transition, so
+the same node serves state-based and pixel policies.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from rclpy.node import Node
 
 from robot_rl import codec, contract as C
 from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
-from robot_rl.spec import ActionSpec, ObsSpec
+from robot_rl.spec import ActionSpec, ObsSpec, policy_obs_keys
 
 
 class LearnerNode(Node):
@@ -61,11 +62,17 @@ class LearnerNode(Node):
         from robot_rl.learn import make_agent
         from robot_rl.training.trainer import Trainer
 
+        keys = policy_obs_keys(self.cameras)
+        missing = [k for k in keys if k not in schema]
+        if missing:
+            source = "the demo store" if demo_store is not None else "the actor's transitions"
+            raise ValueError(f"{source} lack{'s' if demo_store is not None else ''} observation keys {missing} "
+                             f"the policy needs (policy_cameras={','.join(self.cameras) or '<none>'}; has "
+                             f"{sorted(k for k in schema if k != 'action')})")
         torch.manual_seed(self.seed)
-        self.obs_spec = ObsSpec({k: tuple(s) for k, (s, _) in schema.items() if k != "action"},
-                                {k: np.dtype(d).str for k, (s, d) in schema.items() if k != "action"})
+        self.obs_spec = ObsSpec({k: tuple(schema[k][0]) for k in keys}, {k: np.dtype(schema[k][1]).str for k in keys})
         agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.agent_cfg)
-        kw = dict(chunk=agent.cfg.chunk_len, gamma=self.gamma)  # the chunk is the n-step horizon
+        kw = dict(chunk=agent.cfg.chunk_len, gamma=self.gamma, obs_keys=keys)  # the chunk is the n-step horizon
         capacity = int(param(self, "capacity", 200_000))
         if demo_store is not None:  # its demos (and interventions) warm-start the demo side
             replay = MixedReplay.from_store(demo_store, capacity=capacity, **kw)
@@ -91,7 +98,10 @@ class LearnerNode(Node):
             kind, body = codec.payload_from_msg(msg)
             if kind == codec.TRANSITIONS:
                 if self.obs_spec is None:
-                    self._start(self._schema_from_body(body))
+                    try:
+                        self._start(self._schema_from_body(body))
+                    except ValueError as e:
+                        raise codec.PayloadError(str(e)) from None
                 meta, steps = codec.decode_transitions(msg, self.obs_spec, self.action_spec.dim)
                 for i, step in enumerate(steps):
                     self.received.add((int(meta["episode"]), int(meta["index"]) + i))
