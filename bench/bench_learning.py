@@ -106,7 +106,9 @@ def main():
     ax.set_xlabel("environment steps (online)")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{args.task}: {args.n_demos} demos, mean and 95% interval over seeds")
+    seen = args.obs_keys or ("proprio+object+" + args.cameras if args.cameras else "state")
+    size = f" {args.image_size}px" if args.cameras else ""
+    ax.set_title(f"{args.task} ({seen}{size}): {args.n_demos} demos, mean, 95% interval", fontsize=10)
     ax.legend()
     png = os.path.join(args.out, args.task, "learning_curve.png")
     fig.tight_layout()
