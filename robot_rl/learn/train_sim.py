@@ -147,8 +147,9 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
 
     env_fn(task, cameras, seed) and expert_fn(task, noise, seed) default to robot_rl.twin's
     make_env / make_expert (at `image_size`). obs_keys: what the agent sees (default: every
-    env key); ("proprio", "wrist") learns from pixels without the simulator's object pose. intervention_prob: chance per chunk that the expert takes over
-    (HIL-SERL style; those steps also go to the demo side).
+    env key); ("proprio", "wrist") learns from pixels without the simulator's object pose.
+    intervention_prob: chance per chunk that the expert takes over (HIL-SERL style; those steps
+    also go to the demo side).
     """
     import torch
 
@@ -169,7 +170,8 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         cfg["utd"] = int(utd)
     agent = make_agent(kind, spec, int(env.action_space.shape[0]), cfg, device=device)
     c = agent.cfg
-    replay = MixedReplay.create(_schema(spec, int(env.action_space.shape[0])), capacity=2 * env_steps + 1000, chunk=c.chunk_len, gamma=gamma)
+    replay = MixedReplay.create(_schema(spec, int(env.action_space.shape[0])), capacity=2 * env_steps + 1000,
+                                chunk=c.chunk_len, gamma=gamma)
     _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000, keys=keys)
     agent.fit_obs_normalizer(replay.demo.sample(max(4 * demo_steps, 256), rng)["obs"])
     for _ in range(pretrain_updates):

@@ -65,9 +65,9 @@ class LearnerNode(Node):
         keys = policy_obs_keys(self.cameras)
         missing = [k for k in keys if k not in schema]
         if missing:
-            source = "the demo store" if demo_store is not None else "the actor's transitions"
-            raise ValueError(f"{source} lack{'s' if demo_store is not None else ''} observation keys {missing} "
-                             f"the policy needs (policy_cameras={','.join(self.cameras) or '<none>'}; has "
+            source = "the demo store's episodes" if demo_store is not None else "the actor's transitions"
+            raise ValueError(f"{source} miss observation keys {missing} that the policy needs "
+                             f"(policy_cameras={','.join(self.cameras) or '<none>'}; present: "
                              f"{sorted(k for k in schema if k != 'action')})")
         torch.manual_seed(self.seed)
         self.obs_spec = ObsSpec({k: tuple(schema[k][0]) for k in keys}, {k: np.dtype(schema[k][1]).str for k in keys})
