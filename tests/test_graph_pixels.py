@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import own_domain_env
 import zarr
 
 pytest.importorskip("rclpy")
@@ -22,7 +23,8 @@ def pixel_run(tmp_path_factory):
          "--cameras", "wrist", "--image-size", "32", "--demos", "2", "--run-dir", str(run_dir),
          "-p", "eval_every:=0", "-p", "publish_every:=10", "-p", "min_steps:=20",
          "-p", "agent.conv_channels:=[8,8]", "-p", "agent.image_feature_dim:=16"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+        env=own_domain_env())
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:]
     return run_dir

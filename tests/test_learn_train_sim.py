@@ -66,6 +66,20 @@ def fake_expert(task, noise, seed):
     return ReachExpert(noise, seed)
 
 
+@pytest.fixture
+def built_replay(monkeypatch) -> dict:
+    """{"replay": the MixedReplay that train_sim.run creates}, filled in during the run."""
+    seen = {}
+    real_create = train_sim.MixedReplay.create
+
+    def spy(*a, **k):
+        seen["replay"] = real_create(*a, **k)
+        return seen["replay"]
+
+    monkeypatch.setattr(train_sim.MixedReplay, "create", spy)
+    return seen
+
+
 def test_run_end_to_end_writes_csv_checkpoint_and_onnx(tmp_path):
     rows = train_sim.run("reach", "flow", seed=0, env_steps=40, n_demos=2, utd=2, cfg=TINY,
                          eval_every=20, eval_episodes=2, out_dir=str(tmp_path), device="cpu",
@@ -81,19 +95,11 @@ def test_run_end_to_end_writes_csv_checkpoint_and_onnx(tmp_path):
     assert (tmp_path / "agent.pt").exists()
 
 
-def test_interventions_reach_the_demo_side(monkeypatch):
-    seen = {}
-    real_create = train_sim.MixedReplay.create
-
-    def spy(*a, **k):
-        seen["replay"] = real_create(*a, **k)
-        return seen["replay"]
-
-    monkeypatch.setattr(train_sim.MixedReplay, "create", spy)
+def test_interventions_reach_the_demo_side(built_replay):
     train_sim.run("reach", "sac", seed=1, env_steps=20, n_demos=1, utd=1, cfg=TINY, eval_every=100,
                   eval_episodes=1, device="cpu", progress=False, intervention_prob=1.0,
                   env_fn=fake_env, expert_fn=fake_expert)
-    replay = seen["replay"]
+    replay = built_replay["replay"]
     assert len(replay.online) >= 20  # every online step, interventions included (HIL-SERL)
     assert len(replay.demo) >= 20 + 1  # the demo episode plus every intervened step
 
@@ -120,19 +126,11 @@ def test_flow_agent_learns_the_reach_task():
     assert rows[-1]["success_rate"] >= 0.8
 
 
-def test_obs_keys_hide_the_object_pose_from_the_agent_but_not_the_expert(monkeypatch, tmp_path):
-    seen = {}
-    real_create = train_sim.MixedReplay.create
-
-    def spy(*a, **k):
-        seen["replay"] = real_create(*a, **k)
-        return seen["replay"]
-
-    monkeypatch.setattr(train_sim.MixedReplay, "create", spy)
+def test_obs_keys_hide_the_object_pose_from_the_agent_but_not_the_expert(built_replay, tmp_path):
     train_sim.run("reach", "flow", seed=0, env_steps=20, n_demos=2, utd=1, cfg=TINY, obs_keys=("proprio",),
                   eval_every=100, eval_episodes=1, out_dir=str(tmp_path), device="cpu", progress=False,
                   env_fn=fake_env, expert_fn=fake_expert)  # the expert needs "object": it still gets it
-    sample = seen["replay"].sample(8, np.random.default_rng(0))
+    sample = built_replay["replay"].sample(8, np.random.default_rng(0))
     assert set(sample["obs"]) == {"proprio"} and set(sample["next_obs"]) == {"proprio"}
     assert set(read_metadata(tmp_path / "actor.onnx")["obs_spec"]) == {"proprio"}
 
@@ -143,22 +141,14 @@ def test_unknown_obs_key_is_rejected_naming_it():
                       device="cpu", progress=False, env_fn=fake_env, expert_fn=fake_expert)
 
 
-def test_pixel_run_on_the_twin_stores_camera_images_not_the_object_pose(monkeypatch):
+def test_pixel_run_on_the_twin_stores_camera_images_not_the_object_pose(built_replay):
     """The real twin with its wrist camera (small images, few steps): the learning-from-pixels path."""
-    seen = {}
-    real_create = train_sim.MixedReplay.create
-
-    def spy(*a, **k):
-        seen["replay"] = real_create(*a, **k)
-        return seen["replay"]
-
-    monkeypatch.setattr(train_sim.MixedReplay, "create", spy)
     rows = train_sim.run("pick_cube", "flow", seed=0, env_steps=8, n_demos=1, utd=1,
                          cfg=dict(TINY, conv_channels=[8, 8], image_feature_dim=16), cameras=("wrist",),
                          image_size=32, obs_keys=("proprio", "wrist"), eval_every=100, eval_episodes=1,
                          device="cpu", progress=False)
     assert rows[-1]["updates"] > 0
-    obs = seen["replay"].sample(4, np.random.default_rng(0))["obs"]
+    obs = built_replay["replay"].sample(4, np.random.default_rng(0))["obs"]
     assert set(obs) == {"proprio", "wrist"}
     assert obs["wrist"].shape == (4, 32, 32, 3) and obs["wrist"].dtype == np.uint8
     assert obs["wrist"].std() > 0  # rendered, not blank

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import own_domain_env
 import zarr
 
 pytestmark = pytest.mark.slow
@@ -19,7 +20,7 @@ def test_the_loop_learns_pick_cube_through_the_graph(tmp_path):
          "--run-dir", str(run_dir), "-p", "eval_every:=400", "-p", "eval_episodes:=5",
          # the first evaluation (after the first episode) then measures the untrained warm-start actor
          "-p", "min_steps:=150"],
-        capture_output=True, text=True, timeout=1200)
+        capture_output=True, text=True, timeout=1200, env=own_domain_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     actor = json.loads((run_dir / "actor_summary.json").read_text())
     learner = json.loads((run_dir / "learner_summary.json").read_text())

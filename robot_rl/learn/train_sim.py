@@ -46,6 +46,11 @@ def agent_spec(env, obs_keys=None) -> ObsSpec:
     return ObsSpec({k: spec.shapes[k] for k in obs_keys}, {k: spec.dtypes[k] for k in obs_keys})
 
 
+def _view(obs: dict, keys) -> dict:
+    """The agent's part of an env observation (all of it when keys is None)."""
+    return obs if keys is None else {k: obs[k] for k in keys}
+
+
 def _schema(spec: ObsSpec, action_dim: int) -> dict:
     """The replay schema {key: (shape, dtype)}: the agent's observation keys plus "action"."""
     schema = {k: (tuple(s), spec.dtypes[k]) for k, s in spec.shapes.items()}
@@ -58,7 +63,6 @@ def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int |
     """Roll out the scripted expert until n_demos successful episodes are on the demo side
     (storing only the observation `keys`, default all). Returns (episodes kept, env steps spent,
     failures included)."""
-    pick = (lambda o: {k: o[k] for k in keys}) if keys else (lambda o: o)
     kept = steps = tries = 0
     max_tries = max_tries or 3 * n_demos + 5
     while kept < n_demos and tries < max_tries:
@@ -68,14 +72,14 @@ def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int |
         while not done:
             action = np.asarray(expert.act(obs), np.float32)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            rows.append({**pick(obs), "action": action, "reward": np.float32(reward), "terminated": bool(terminated)})
+            rows.append({**_view(obs, keys), "action": action, "reward": np.float32(reward), "terminated": bool(terminated)})
             success = success or _success(info, reward)
             done, obs = terminated or truncated, next_obs
         steps += len(rows)
         tries += 1
         if success:
             episode = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-            replay.demo.add_episode(episode, pick(obs), is_demo=True)
+            replay.demo.add_episode(episode, _view(obs, keys), is_demo=True)
             kept += 1
     if kept < n_demos:
         raise RuntimeError(f"the scripted expert succeeded in only {kept}/{tries} episodes (wanted {n_demos})")
@@ -91,7 +95,7 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float]:
         obs, _ = env.reset(seed=seed + i)
         done, success, ret = False, False, 0.0
         while not done:
-            for action in agent.act({k: obs[k] for k in keys}, deterministic=True):
+            for action in agent.act(_view(obs, keys), deterministic=True):
                 obs, reward, terminated, truncated, info = env.step(action)
                 ret += float(reward)
                 success = success or _success(info, reward)
@@ -164,7 +168,6 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     expert = expert_fn(task, expert_noise, seed)
     spec = agent_spec(env, obs_keys)
     keys = tuple(spec.shapes)
-    pick = lambda o: {k: o[k] for k in keys}  # noqa: E731
     cfg = dict(cfg or {}, seed=seed)
     if utd is not None:
         cfg["utd"] = int(utd)
@@ -201,12 +204,12 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
             if bar:
                 bar.set_postfix(success=f"{sr:.2f}")
         intervene = rng.random() < intervention_prob
-        chunk = None if intervene else agent.act(pick(obs), deterministic=False)
+        chunk = None if intervene else agent.act(_view(obs, keys), deterministic=False)
         done, k = False, 0
         for i in range(c.chunk_len):
             action = np.asarray(expert.act(obs) if intervene else chunk[i], np.float32)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            replay.add_step({**pick(obs), "action": action, "reward": np.float32(reward),
+            replay.add_step({**_view(obs, keys), "action": action, "reward": np.float32(reward),
                              "terminated": bool(terminated), "intervened": intervene})
             obs, k, done = next_obs, k + 1, terminated or truncated
             if done:
@@ -215,7 +218,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         if bar:
             bar.update(k)
         if done:
-            replay.end_episode(pick(obs))
+            replay.end_episode(_view(obs, keys))
             episodes += 1
             obs, _ = env.reset()
             expert.reset()

@@ -59,7 +59,8 @@ class ActorNode(Node):
         self.learner_sync_lag = int(param(self, "learner_sync_lag", 0))
         self.learner_progress = 0
         self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))
-        self.state_based = not self.cameras
+        self.obs_keys = policy_obs_keys(self.cameras)  # what this actor feeds a policy
+        self.state_based = "object" in self.obs_keys
 
         self.latest: dict = {}  # topic -> newest message
         self.teleop: dict = {}  # teleop topic -> its newest decoded command
@@ -146,7 +147,7 @@ class ActorNode(Node):
         try:
             version, blob, meta = codec.decode_policy(msg)
             policy = OnnxPolicy(blob, version, self.action_spec.dim)
-            missing = set(policy.obs_spec.shapes) - self._available_obs_keys()
+            missing = set(policy.obs_spec.shapes) - set(self.obs_keys)
             if missing:
                 raise PolicyError(f"policy needs observations {sorted(missing)} this actor does not have")
         except (codec.PayloadError, PolicyError) as e:
@@ -164,9 +165,6 @@ class ActorNode(Node):
         self.policy, self.next_policy = policy, None
         self.chunks.clear()
         self.get_logger().info(f"policy version {policy.version} swapped in (chunk {policy.chunk}, sha256 {policy.sha256[:12]})")
-
-    def _available_obs_keys(self) -> set:
-        return set(policy_obs_keys(self.cameras))
 
     def _version(self) -> int:
         return self.policy.version if self.policy is not None else -1
