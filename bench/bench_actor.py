@@ -45,7 +45,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--cameras", default="front,wrist")
     args = ap.parse_args(argv)
-    os.environ.setdefault("ROS_DOMAIN_ID", str(np.random.default_rng().integers(1, 100)))
+    from robot_rl.ros_domain import free_domain
+
+    os.environ.setdefault("ROS_DOMAIN_ID", str(free_domain()))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     cameras = [c for c in args.cameras.split(",") if c]
     policy = export_policy(cameras, args.size)

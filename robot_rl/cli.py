@@ -68,6 +68,14 @@ def run_graph(name: str, params: str | None, overrides: dict, run_dir: Path, bud
     print(f"  nodes: {', '.join(n.name for n in nodes)}; params {params}; logs in {run_dir / 'logs'}")
     has_learner = any(n.name == "learner" for n in nodes)
     mon = Monitor()
+    taken = mon.nodes_present(n.name for n in nodes)
+    if taken:  # two twins on one domain would mix their observations silently
+        mon.close()
+        from robot_rl.ros_domain import free_domain
+
+        return 2, (f"another graph already runs node(s) {taken} on ROS_DOMAIN_ID="
+                   f"{os.environ.get('ROS_DOMAIN_ID', '0')}; give this run a domain of its own, "
+                   f"e.g. ROS_DOMAIN_ID={free_domain()} (free on this machine now)")
     g.start()
     code, reason = 0, "stopped"
     last_print, finished_at = 0.0, None

@@ -1,17 +1,15 @@
 """Each test run gets its own ROS domain, on localhost only, so parallel runs never hear each other."""
 import os
-import random
 
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little")).randint(1, 100)))
+from robot_rl.ros_domain import free_domain
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(free_domain()))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-
 def own_domain_env() -> dict:
     """The environment for a whole-graph run that needs no listener in this test process: a ROS
     domain of its own, so nodes of an earlier graph still leaving can never answer its nodes."""
-    base = int(os.environ["ROS_DOMAIN_ID"])
-    other = random.choice([d for d in range(1, 101) if d != base])
-    return dict(os.environ, ROS_DOMAIN_ID=str(other))
+    return dict(os.environ, ROS_DOMAIN_ID=str(free_domain(exclude=[int(os.environ["ROS_DOMAIN_ID"])])))

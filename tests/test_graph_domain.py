@@ -1,0 +1,64 @@
+"""Two graphs on one ROS domain would answer each other's nodes (two twins' observations mixed in
+one store, a stranger's evaluation flag silencing this run's teleop). Test runs pick a domain no
+process here uses, and `robot-rl sim` refuses a domain where its node names are already taken."""
+import subprocess
+import sys
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from robot_rl.ros_domain import busy_domains, free_domain  # noqa: E402
+
+
+class Stranger:
+    """A node of someone else's graph, on this test run's domain."""
+
+    def __init__(self, name: str):
+        from rclpy.signals import SignalHandlerOptions
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, context=self.ctx)
+
+    def close(self):
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+@pytest.fixture
+def stranger_twin():
+    s = Stranger("twin")
+    yield s
+    s.close()
+
+
+def test_a_domain_in_use_is_never_picked(stranger_twin):
+    import os
+
+    mine = int(os.environ["ROS_DOMAIN_ID"])
+    assert mine in busy_domains()
+    assert all(free_domain() != mine for _ in range(300))
+
+
+def test_monitor_sees_a_live_graph_and_not_a_gone_one():
+    from robot_rl.nodes.monitor import Monitor
+
+    s = Stranger("twin")
+    mon = Monitor()
+    try:
+        assert mon.nodes_present(["twin", "actor"], settle_s=1.5, leave_s=0) == ["twin"]
+        s.close()
+        assert mon.nodes_present(["twin", "actor"], settle_s=0.5, leave_s=5) == []
+    finally:
+        mon.close()
+
+
+def test_sim_refuses_a_domain_another_graph_runs_on(stranger_twin, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_rl.cli", "sim", "--task", "pick_cube", "--steps", "5", "--demos", "0",
+         "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "another graph already runs node(s) ['twin']" in proc.stdout
+    assert not (run_dir / "store.zarr").exists() and not (run_dir / "logs").exists()
