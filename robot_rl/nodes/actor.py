@@ -72,6 +72,9 @@ class ActorNode(Node):
         self.versions_used: set[int] = set()
         self.chunks = ChunkQueue()
         self.engaged = False
+        # Lock-step: the teleop sends its engaged flag with every answer, on a topic of its own
+        # (no stamp), so an answer counts only once a flag has also arrived since the last tick.
+        self.engaged_heard = False
         self.holds = 0
         self.hold_reasons: dict[str, int] = {}
         self.ticks = 0
@@ -89,8 +92,6 @@ class ActorNode(Node):
         for topic in required:
             msg_type = C.IMAGE_TYPE if topic.startswith("camera/") else C.TYPES[topic]
             self.create_subscription(msg_type, topic, lambda m, t=topic: self._on_sensor(t, m), sq)
-        # engaged before twist/gripper: when both are ready in one executor pass, the flag the
-        # teleop published first is also handled first.
         self.create_subscription(C.TYPES[C.TELEOP_ENGAGED], C.TELEOP_ENGAGED, self._on_engaged, qos(C.STATE_QOS))
         self.create_subscription(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, lambda m: self._on_teleop(C.TELEOP_GRIPPER, m), qos(C.COMMAND_QOS))
         self.create_subscription(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, lambda m: self._on_teleop(C.TELEOP_TWIST, m), qos(C.COMMAND_QOS))
@@ -142,6 +143,9 @@ class ActorNode(Node):
 
     def _on_engaged(self, msg) -> None:
         self.engaged = bool(msg.data)
+        self.engaged_heard = True
+        if self.trigger == "observation":
+            self._try_lockstep_tick()
 
     def _on_policy(self, msg) -> None:
         try:
@@ -200,6 +204,8 @@ class ActorNode(Node):
                 if now - self.waiting_since < self.teleop_wait_s:
                     return  # the scripted human is still deciding about this observation
             self.waiting_since = None
+            if not terminal:  # this tick used up the teleop's answer (a terminal one has none)
+                self.engaged_heard = False
             del self.sets[key]
             self.last_tick_key = key
             self._tick(msgs, age_override=0.0)
@@ -213,7 +219,7 @@ class ActorNode(Node):
         return st["terminated"] or st["truncated"]
 
     def _teleop_answered(self, key: int) -> bool:
-        return self._stamp(C.TELEOP_TWIST) == key and self._stamp(C.TELEOP_GRIPPER) == key
+        return self.engaged_heard and self._stamp(C.TELEOP_TWIST) == key and self._stamp(C.TELEOP_GRIPPER) == key
 
     def _on_timer(self) -> None:
         if any(self.latest.get(t) is None for t in self.required):
