@@ -1,8 +1,8 @@
 """ROS-free sim training: scripted-expert demos, then online RL with chunked open-loop execution,
 optional simulated interventions, periodic evaluation logged against environment steps.
 
-    PYTHONPATH=. python -m robot_rl.learn.train_sim --task pick_cube --kind flow --seed 0 \
-        --env-steps 30000 --n-demos 20 --utd 20 --out runs/pick_cube_flow_s0
+    robot-rl pretrain --task pick_cube --kind flow --seed 0 --env-steps 30000 --n-demos 20 \
+        --out runs/pick_cube_flow_s0        (= python -m robot_rl.learn.train_sim ...)
 
 Budget: `env_steps` counts online steps (policy and intervention); demo collection is reported
 separately as `demo_steps`. After every executed chunk of k steps the agent takes k updates of
