@@ -32,6 +32,7 @@ setup(
         "onnxruntime>=1.18",
         "torch>=2.3",  # the set-up script installs torch==2.13.0 (CPU) first
         "tqdm>=4.60",
+        "tensorboard>=2.14",  # event files for `tensorboard --logdir runs/` (pretrain, learner node)
         "matplotlib>=3.7",
         "imageio>=2.30",
         "imageio-ffmpeg>=0.5",  # mp4 export (ships its own ffmpeg binary)

@@ -131,6 +131,11 @@ def cmd_sim(args) -> int:
         overrides["image_size"] = args.image_size
     if args.kind:
         overrides["kind"] = args.kind
+    if args.init:
+        init = Path(args.init).resolve()
+        if not init.is_file():
+            raise SystemExit(f"robot-rl sim: no checkpoint at {init}")
+        overrides["init_checkpoint"] = str(init)
     print(f"robot-rl sim: {args.task}, seed {args.seed}, budget {args.steps or 'none'} steps -> {run_dir}")
     demos = _demo_store(args, run_dir)
     if demos:
@@ -266,6 +271,9 @@ def main(argv=None) -> int:
     s.add_argument("--demos", default="20",
                    help="warm start: N scripted-expert demos recorded in the twin first, or a zarr store (0 = none)")
     s.add_argument("--image-size", type=int, default=64, help="camera resolution for pixel policies")
+    s.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="learner continues this agent checkpoint (robot-rl pretrain's agent.pt, a run's "
+                        "learner_checkpoint.pt); same --kind and observations")
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra ROS parameter for every node, e.g. -p publish_every:=20")
     s.set_defaults(func=cmd_sim)

@@ -116,6 +116,18 @@ def test_learner_received_every_logged_step(sim_run):
     assert learner["updates"] > 0
 
 
+def test_learner_logs_training_for_tensorboard(sim_run):
+    from robot_rl.training.metrics_log import read_scalars
+
+    run_dir = sim_run[0]
+    tb = read_scalars(run_dir / "tensorboard")
+    losses = tb.get("train/critic_loss", [])
+    learner = json.loads((run_dir / "learner_summary.json").read_text())
+    assert len(losses) >= 2 and all(np.isfinite(v) for _, v in losses)
+    assert [s for s, _ in losses] == sorted(s for s, _ in losses) and 0 < losses[-1][0] <= learner["updates"]
+    assert "rollout/intervention_rate" in tb and "train/ingested" in tb
+
+
 def test_actor_swapped_successive_policies(sim_run):
     run_dir, _, _, injected = sim_run
     root = zarr.open_group(str(run_dir / "store.zarr"), mode="r")

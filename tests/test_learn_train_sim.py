@@ -9,6 +9,7 @@ import torch
 
 from robot_rl.learn import train_sim
 from robot_rl.learn.export import read_metadata
+from robot_rl.training.metrics_log import read_scalars
 
 torch.set_num_threads(1)
 TINY = {"chunk_len": 2, "actor_hidden": [32, 32], "critic_hidden": [32, 32], "n_critics": 3,
@@ -93,6 +94,11 @@ def test_run_end_to_end_writes_csv_checkpoint_and_onnx(tmp_path):
     assert len(table) == len(rows) and set(table[0]) == set(train_sim.CSV_FIELDS)
     assert read_metadata(tmp_path / "actor.onnx")["kind"] == "flow"
     assert (tmp_path / "agent.pt").exists()
+    # TensorBoard: the same evaluations against environment steps, and the training losses.
+    tb = read_scalars(tmp_path)
+    assert [s for s, _ in tb["eval/success_rate"]] == [r["env_steps"] for r in rows]
+    assert [v for _, v in tb["eval/success_rate"]] == pytest.approx([r["success_rate"] for r in rows])
+    assert {"train/critic_loss", "train/bc_loss", "train/distill_loss"} <= set(tb)
 
 
 def test_interventions_reach_the_demo_side(built_replay):

@@ -12,7 +12,6 @@ deployed actor (one-step flow with z = 0, SAC mean, or the BC sampler) on its ow
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 
@@ -21,6 +20,7 @@ import numpy as np
 from robot_rl.data.replay import MixedReplay
 from robot_rl.learn.agent import make_agent
 from robot_rl.spec import ObsSpec
+from robot_rl.training.metrics_log import MetricsLog
 
 CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "episodes", "demo_steps", "wall_s")
 
@@ -107,39 +107,6 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float]:
     return successes / max(episodes, 1), float(np.mean(returns))
 
 
-class _Log:
-    """CSV always; TensorBoard too when the tensorboard package is installed."""
-
-    def __init__(self, out_dir: str | None):
-        self.rows, self.tb, self.path = [], None, None
-        if out_dir:
-            os.makedirs(out_dir, exist_ok=True)
-            self.path = os.path.join(out_dir, "progress.csv")
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(CSV_FIELDS)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(out_dir)
-            except ImportError:
-                pass
-
-    def write(self, row: dict, metrics: dict):
-        self.rows.append(row)
-        if self.path:
-            with open(self.path, "a", newline="") as f:
-                csv.writer(f).writerow([row[k] for k in CSV_FIELDS])
-        if self.tb:
-            for k in ("success_rate", "mean_return"):
-                self.tb.add_scalar(f"eval/{k}", row[k], row["env_steps"])
-            for k, v in metrics.items():
-                self.tb.add_scalar(f"train/{k}", v, row["env_steps"])
-
-    def close(self):
-        if self.tb:
-            self.tb.close()
-
-
 def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
         utd: int | None = None, cfg: dict | None = None, gamma: float = 0.99, cameras=(),
         image_size: int = 128, obs_keys=None,
@@ -180,13 +147,18 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     for _ in range(pretrain_updates):
         agent.update(replay.sample(c.batch_size, rng))
 
-    log, t0 = _Log(out_dir), time.time()
+    rows, t0 = [], time.time()
+    log = MetricsLog(out_dir, os.path.join(out_dir, "progress.csv"), CSV_FIELDS) if out_dir else None
 
     def log_eval(step, metrics):
         sr, ret = evaluate(eval_env, agent, eval_episodes, seed + 10_000)
         row = {"env_steps": step, "updates": agent.num_updates, "success_rate": sr, "mean_return": ret,
                "episodes": episodes, "demo_steps": demo_steps, "wall_s": round(time.time() - t0, 1)}
-        log.write(row, metrics)
+        rows.append(row)
+        if log:  # TensorBoard steps are environment steps, as in the CSV
+            log.row(row)
+            log.scalars("eval", {"success_rate": sr, "mean_return": ret}, step)
+            log.scalars("train", metrics, step)
         return sr
 
     bar = None
@@ -228,11 +200,11 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     log_eval(step, metrics)
     if bar:
         bar.close()
-    log.close()
-    if out_dir:
+    if log:
+        log.close()
         agent.save(os.path.join(out_dir, "agent.pt"))
         agent.export_onnx(os.path.join(out_dir, "actor.onnx"), version=agent.num_updates)
-    return log.rows
+    return rows
 
 
 def main(argv=None):

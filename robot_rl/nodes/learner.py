@@ -36,18 +36,31 @@ class LearnerNode(Node):
         )
         self.gamma = param(self, "gamma", 0.95)
         self.demos_path = param(self, "demos", "")
+        # Warm start: continue training an agent checkpoint (robot-rl pretrain's agent.pt, or a
+        # run's learner_checkpoint.pt); its own network config replaces the `agent` section.
+        self.init_checkpoint = param(self, "init_checkpoint", "")
+        if self.init_checkpoint:
+            self._check_init_checkpoint()  # a wrong file fails at start, not at the first transition
         self.obs_spec: ObsSpec | None = None
         self.trainer = None
         self.received: set[tuple[int, int]] = set()  # (episode, index) of every step ingested
         self.rejected = 0
         self.episode_ends = 0
         self.versions_published: list[int] = []
+        self.warm_started_at: int | None = None  # the checkpoint's update count, if warm-started
 
         self.pub_policy = self.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
         self.pub_diag = self.create_publisher(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, qos(C.DIAGNOSTICS_QOS))
         self.pub_progress = self.create_publisher(C.TYPES[C.LEARNER_PROGRESS], C.LEARNER_PROGRESS, qos(C.PROGRESS_QOS))
         self._last_progress = -1
         self.create_subscription(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, self._on_transitions, qos(C.TRANSITIONS_QOS))
+        # TensorBoard: training scalars against updates, the actor's rollout/eval figures (its
+        # diagnostics) against training steps, in run_dir/tensorboard.
+        from robot_rl.training.metrics_log import MetricsLog
+
+        self.tb = MetricsLog(self.run_dir / "tensorboard")
+        self._eval_logged = None
+        self.create_subscription(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, self._on_diagnostics, qos(C.DIAGNOSTICS_QOS))
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.demos_path:
             self._start_from_store(self.demos_path)
@@ -71,12 +84,16 @@ class LearnerNode(Node):
                              f"{sorted(k for k in schema if k != 'action')})")
         torch.manual_seed(self.seed)
         self.obs_spec = ObsSpec({k: tuple(schema[k][0]) for k in keys}, {k: np.dtype(schema[k][1]).str for k in keys})
-        agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.agent_cfg)
+        if self.init_checkpoint:
+            agent = self._warm_start_agent()
+        else:
+            agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.agent_cfg)
         kw = dict(chunk=agent.cfg.chunk_len, gamma=self.gamma, obs_keys=keys)  # the chunk is the n-step horizon
         capacity = int(param(self, "capacity", 200_000))
         if demo_store is not None:  # its demos (and interventions) warm-start the demo side
             replay = MixedReplay.from_store(demo_store, capacity=capacity, **kw)
-            if replay.demo.has_samples:  # state statistics from the demos, not a first batch
+            if replay.demo.has_samples and not self.init_checkpoint:  # state statistics from the
+                # demos, not a first batch (a warm-started agent keeps the ones it was trained with)
                 agent.fit_obs_normalizer(replay.demo.sample(4096, np.random.default_rng(self.seed))["obs"])
         else:
             replay = MixedReplay.create(schema, capacity, **kw)
@@ -84,6 +101,36 @@ class LearnerNode(Node):
                                **self.train_cfg)
         self._publish_policy(self.trainer.export(), 0)  # version 0: the initial actor, at once
         self.trainer.start()
+
+    def _check_init_checkpoint(self, obs_spec: ObsSpec | None = None) -> None:
+        """The checkpoint must be an agent of this learner's kind, observations and action size
+        (observation shapes are checked once they are known)."""
+        import torch
+
+        path = self.init_checkpoint
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"init_checkpoint: no checkpoint at {path}")
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ck, dict) or "obs_spec" not in ck:
+            raise ValueError(f"init_checkpoint {path} is not an agent checkpoint")
+        have = {"kind": ck.get("kind"), "action size": ck.get("action_dim"), "observations": sorted(ck["obs_spec"])}
+        want = {"kind": self.kind, "action size": self.action_spec.dim,
+                "observations": sorted(policy_obs_keys(self.cameras))}
+        if obs_spec is not None:
+            have["observations"], want["observations"] = ObsSpec.from_dict(ck["obs_spec"]).to_dict(), obs_spec.to_dict()
+        for what in want:
+            if have[what] != want[what]:
+                raise ValueError(f"init_checkpoint {path} does not fit: {what} {have[what]}, this learner: {want[what]}")
+
+    def _warm_start_agent(self):
+        from robot_rl.learn.agent import load_agent
+
+        self._check_init_checkpoint(self.obs_spec)
+        agent = load_agent(self.init_checkpoint)
+        self.get_logger().info(f"warm start from {self.init_checkpoint} ({agent.kind}, {agent.num_updates} updates "
+                               f"behind it; its network config replaces the agent section)")
+        self.warm_started_at = agent.num_updates
+        return agent
 
     def _start_from_store(self, path: str) -> None:
         from robot_rl.data.store import EpisodeStore
@@ -131,6 +178,17 @@ class LearnerNode(Node):
             self._last_progress = trained
             self.pub_progress.publish(C.TYPES[C.LEARNER_PROGRESS](data=int(trained)))
 
+    def _on_diagnostics(self, msg) -> None:
+        actor = codec.diagnostics_values(msg, "actor")
+        if actor is None or self.trainer is None:
+            return
+        self.tb.scalars("rollout", {k: actor.get(k) for k in ("success_rate", "intervention_rate", "steps")},
+                        self.trainer.updates)
+        at = actor.get("eval_at_steps")
+        if at is not None and at != self._eval_logged:
+            self._eval_logged = at
+            self.tb.scalars("eval", {"success_rate": actor.get("eval_success_rate")}, int(at))
+
     def _publish_diagnostics(self) -> None:
         t = self.trainer
         values = {
@@ -141,11 +199,14 @@ class LearnerNode(Node):
         }
         if t is not None:
             values.update({k: f"{v:.4g}" for k, v in t.metrics.items()})
+            self.tb.scalars("train", {**t.metrics, "updates_per_s": t.updates_per_s, "ingested": len(self.received)},
+                            t.updates)
         level = 2 if (t is not None and t.error is not None) else 0
         message = f"trainer stopped: {t.error!r}" if level else ""
         self.pub_diag.publish(codec.diagnostics_msg(self.get_clock().now().nanoseconds * 1e-9, "learner", values, level, message))
 
     def close(self) -> None:
+        self.tb.close()
         if self.trainer is not None:
             self.trainer.stop()
             self.trainer.finish_ingest()
@@ -155,6 +216,7 @@ class LearnerNode(Node):
             "received": sorted([list(k) for k in self.received]), "episode_ends": self.episode_ends,
             "rejected": self.rejected, "updates": self.trainer.updates if self.trainer else 0,
             "versions_published": self.versions_published,
+            "init_checkpoint": self.init_checkpoint or None, "warm_started_at_updates": self.warm_started_at,
             "trainer_error": repr(self.trainer.error) if self.trainer and self.trainer.error else None,
         }))
 
