@@ -150,11 +150,12 @@ def _demo_store(args, run_dir: Path) -> str:
     """--demos N records N scripted-expert episodes in the twin first; --demos PATH uses a store."""
     if args.demos is None or args.demos == "0":
         return ""
-    if not args.demos.isdigit():
-        path = Path(args.demos).resolve()
-        if not path.exists():
-            raise SystemExit(f"robot-rl sim: no demo store at {path}")
-        return str(path)
+    if not args.demos.isdigit():  # one store or several: "demos.zarr,runs/earlier/store.zarr"
+        paths = [Path(p).resolve() for p in args.demos.split(",") if p]
+        for path in paths:
+            if not path.exists():
+                raise SystemExit(f"robot-rl sim: no demo store at {path}")
+        return ",".join(str(p) for p in paths)
     from robot_rl.data.record import record_expert_episodes
     from robot_rl.twin import make_env, make_expert
 
@@ -269,7 +270,8 @@ def main(argv=None) -> int:
     s.add_argument("--kind", default=None, help="learner: sac | flow | bc")
     s.add_argument("--cameras", default=None, help='policy cameras, e.g. "front,wrist" ("" = state)')
     s.add_argument("--demos", default="20",
-                   help="warm start: N scripted-expert demos recorded in the twin first, or a zarr store (0 = none)")
+                   help="N scripted-expert demos recorded in the twin first, or zarr store(s) for replay, comma-"
+                        "separated: demos, and an earlier run's store.zarr to resume it (0 = none)")
     s.add_argument("--image-size", type=int, default=64, help="camera resolution for pixel policies")
     s.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="learner continues this agent checkpoint (robot-rl pretrain's agent.pt, a run's "

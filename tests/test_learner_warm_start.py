@@ -26,22 +26,33 @@ def _checkpoint(path, kind="flow", updates=1234):
     return path
 
 
-def test_sim_trains_the_given_checkpoint(tmp_path):
-    ckpt = _checkpoint(tmp_path / "agent.pt")
-    run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", "sim", "--steps", "30", "--demos", "2", "--kind", "flow",
-         "--init", str(ckpt), "--run-dir", str(run_dir), "-p", "min_steps:=100000", "-p", "eval_every:=0"],
-        capture_output=True, text=True, timeout=600, env=own_domain_env())
+def _sim(run_dir, *args):
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", "sim", "--kind", "flow", "--run-dir", str(run_dir),
+                           "-p", "eval_every:=0", *args], capture_output=True, text=True, timeout=600,
+                          env=own_domain_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    summary = json.loads((run_dir / "learner_summary.json").read_text())
-    assert summary["warm_started_at_updates"] == 1234 and summary["updates"] == 0
-    # No update ran (min_steps), so the learner's final checkpoint is the given agent, weights and all.
-    mine, theirs = torch.load(ckpt, weights_only=True), torch.load(run_dir / "learner_checkpoint.pt", weights_only=True)
-    assert theirs["config"]["actor_hidden"] == [32, 32]
-    assert mine["nets"].keys() == theirs["nets"].keys()
-    assert all(torch.equal(mine["nets"][k], theirs["nets"][k]) for k in mine["nets"])
-    assert "warm start from" in (run_dir / "logs" / "learner.log").read_text()
+    return json.loads((run_dir / "learner_summary.json").read_text())
+
+
+def test_a_run_is_resumed_from_its_checkpoint_and_stores(tmp_path):
+    """Run A trains a small agent; run B resumes it: A's checkpoint (weights, network config,
+    update counter) and A's stores (its demos, its experience) in replay."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    first = _sim(a, "--steps", "60", "--demos", "2", "-p", "min_steps:=20", "-p", "agent.actor_hidden:=[32,32]")
+    ck_a = torch.load(a / "learner_checkpoint.pt", weights_only=True)
+    assert first["updates"] > 0 and ck_a["counters"]["num_updates"] > 0
+    second = _sim(b, "--steps", "30", "--init", str(a / "learner_checkpoint.pt"),
+                  "--demos", f"{a / 'demos.zarr'},{a / 'store.zarr'}", "-p", "min_steps:=100000")
+    assert second["warm_started_at_updates"] == ck_a["counters"]["num_updates"] and second["updates"] == 0
+    # No update ran in B (min_steps): its final checkpoint is A's agent, weights, config and all.
+    ck_b = torch.load(b / "learner_checkpoint.pt", weights_only=True)
+    assert ck_b["config"]["actor_hidden"] == [32, 32] and ck_a["nets"].keys() == ck_b["nets"].keys()
+    assert all(torch.equal(ck_a["nets"][k], ck_b["nets"][k]) for k in ck_a["nets"])
+    log = (b / "logs" / "learner.log").read_text()
+    assert "warm start from" in log
+    assert f"replay from {a / 'demos.zarr'}: 2 episodes" in log
+    logged = json.loads((a / "actor_summary.json").read_text())["steps_logged"]
+    assert f"replay from {a / 'store.zarr'}: " in log and f", {logged} steps" in log and logged >= 59
 
 
 @pytest.mark.parametrize("kind, cameras, why", [

@@ -298,3 +298,47 @@ def test_from_store_reads_in_groups(tmp_path):
         np.testing.assert_array_equal(fa["front"], fb["front"])
     np.testing.assert_array_equal(small[2][2]["proprio"], obs_at(IMG, 103)["proprio"])
     np.testing.assert_array_equal(small[2][1]["proprio"][:, 0], np.arange(10, 17))
+
+
+def _store_of(path, episodes, proprio_dim=8):
+    """episodes: [(source, length, first value, intervened steps)]"""
+    schema = {"proprio": ((proprio_dim,), "<f4"), "action": ((2,), "<f4")}
+    with EpisodeStore.create(path, schema) as s:
+        for source, T, v0, hands in episodes:
+            s.begin_episode(source=source)
+            for t in range(T):
+                step = state_step(v0 + t, terminated=t == T - 1, intervened=t in hands)
+                step["proprio"] = np.full(proprio_dim, v0 + t, np.float32)
+                s.append_step(dict(step, policy_version=0, timestamp=0.1 * t, eval=False))
+            s.end_episode({"proprio": np.full(proprio_dim, v0 + T, np.float32)})
+    return EpisodeStore.open(path)
+
+
+def test_live_interventions_never_push_loaded_demos_out(tmp_path):
+    """The learner loads its demos, then keeps adding the run's interventions to the demo side:
+    with a live capacity the loaded demos must all stay (HIL-SERL keeps both)."""
+    store = _store_of(tmp_path / "demos.zarr", [("demo", 5, 1000, ()), ("demo", 5, 2000, ())])
+    mix = MixedReplay.from_store(store, capacity=200, chunk=2)
+    for ep in range(6):  # 60 human steps, far more than the 12 demo rows
+        for t in range(10):
+            mix.add_step(state_step(t), demo=True)
+        mix.end_episode({"proprio": np.full(8, 10, np.float32)})
+    rows = np.arange(mix.demo._next)
+    kept = batch_for(mix.demo, rows[mix.demo._valid(rows)])["obs"]["proprio"][:, 0]
+    assert {1000, 1004, 2000, 2004} <= set(kept.tolist())
+    assert len(mix.demo) == 10 + 60
+
+
+def test_from_several_stores_resumes_a_run(tmp_path):
+    """A run's demos plus an earlier run's experience: demos and its interventions on the demo
+    side, its policy steps online; a store of another layout is refused, naming it."""
+    demos = _store_of(tmp_path / "demos.zarr", [("demo", 4, 1000, ())])
+    run = _store_of(tmp_path / "run.zarr", [("policy", 6, 0, (2, 3)), ("eval", 5, 100, ())])
+    mix = MixedReplay.from_store([demos, run], chunk=2)
+    assert len(mix.online) == 6 + 5 and len(mix.demo) == 4 + 2
+    rows = np.arange(mix.demo._next)
+    kept = set(batch_for(mix.demo, rows[mix.demo._valid(rows)])["obs"]["proprio"][:, 0].tolist())
+    assert kept == {1000, 1001, 1002, 1003, 2, 3}
+    other = _store_of(tmp_path / "other.zarr", [("demo", 3, 0, ())], proprio_dim=9)
+    with pytest.raises(ValueError, match="other.zarr"):
+        MixedReplay.from_store([demos, other])

@@ -398,24 +398,41 @@ class MixedReplay:
                    nstep: int | None = None, obs_keys=None, success_only_demos: bool = False,
                    device=None) -> "MixedReplay":
         """Demo side: "demo" episodes (optionally successful ones only) + intervention segments of
-        the other episodes; online side: all other episodes."""
-        table = select_episodes(store)
-        demos = [e for e in table if e["source"] == "demo" and (e["success"] or not success_only_demos)]
-        others = [e for e in table if e["source"] != "demo"]
+        the other episodes; online side: all other episodes. `store` may be a list of stores
+        (a run's demos and an earlier run's experience, to resume it).
+
+        With `capacity` (a replay that goes on filling live) the demo side keeps room for that
+        many more rows, so a run's interventions never push the loaded demos out of the ring."""
+        stores = list(store) if isinstance(store, (list, tuple)) else [store]
+        picked = [(st, select_episodes(st)) for st in stores]
+        demos = [(st, [e for e in t if e["source"] == "demo" and (e["success"] or not success_only_demos)])
+                 for st, t in picked]
+        others = [(st, [e for e in t if e["source"] != "demo"]) for st, t in picked]
+        schema = stores[0].schema
+        keys = list(obs_keys or [k for k in schema if k != "action"]) + ["action"]
+        for st in stores[1:]:
+            theirs = {k: st.schema.get(k) for k in keys}
+            if theirs != {k: schema.get(k) for k in keys}:
+                raise ValueError(f"store {getattr(st, 'path', st)} holds {theirs}, the first store "
+                                 f"{ {k: schema.get(k) for k in keys} }: one replay needs one layout")
         kw = dict(chunk=chunk, gamma=gamma, nstep=nstep, obs_keys=obs_keys, device=device)
         floor = max(chunk, nstep or 1) + 2
-        online = ReplayBuffer(store.schema, capacity or max(sum(e["length"] + 1 for e in others), floor), **kw)
+        n_online = sum(e["length"] + 1 for _, eps in others for e in eps)
+        online = ReplayBuffer(schema, capacity or max(n_online, floor), **kw)
         segments = []
-        for ep, steps, final in iter_store_episodes(store, others, online.obs_keys):
-            online.add_episode(steps, final)
-            for s, e in intervention_segments(steps["intervened"]):
-                seg = {k: v[s:e] for k, v in steps.items()}
-                seg_final = final if e == len(steps["intervened"]) else {k: steps[k][e] for k in final}
-                segments.append((seg, seg_final))
-        n_demo_rows = sum(e["length"] + 1 for e in demos) + sum(len(s["action"]) + 1 for s, _ in segments)
-        demo = ReplayBuffer(store.schema, demo_capacity or max(n_demo_rows, floor), **kw)
-        for ep, steps, final in iter_store_episodes(store, demos, demo.obs_keys):
-            demo.add_episode(steps, final, is_demo=True)
+        for st, eps in others:
+            for ep, steps, final in iter_store_episodes(st, eps, online.obs_keys):
+                online.add_episode(steps, final)
+                for s, e in intervention_segments(steps["intervened"]):
+                    seg = {k: v[s:e] for k, v in steps.items()}
+                    seg_final = final if e == len(steps["intervened"]) else {k: steps[k][e] for k in final}
+                    segments.append((seg, seg_final))
+        n_demo_rows = sum(e["length"] + 1 for _, eps in demos for e in eps) + \
+            sum(len(s["action"]) + 1 for s, _ in segments)
+        demo = ReplayBuffer(schema, demo_capacity or max(n_demo_rows + (capacity or 0), floor), **kw)
+        for st, eps in demos:
+            for ep, steps, final in iter_store_episodes(st, eps, demo.obs_keys):
+                demo.add_episode(steps, final, is_demo=True)
         for seg, seg_final in segments:
             demo.add_episode(seg, seg_final, is_demo=True)
         return cls(demo, online, demo_fraction)

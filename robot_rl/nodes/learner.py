@@ -67,7 +67,7 @@ class LearnerNode(Node):
         self.get_logger().info(f"learner up: kind={self.kind} {self.train_cfg}")
 
     # ------------------------------------------------------------------ set-up
-    def _start(self, schema: dict, demo_store=None) -> None:
+    def _start(self, schema: dict, stores=None) -> None:
         """schema: {key: (shape, dtype)} of the observation keys and "action"."""
         import torch
 
@@ -78,7 +78,7 @@ class LearnerNode(Node):
         keys = policy_obs_keys(self.cameras)
         missing = [k for k in keys if k not in schema]
         if missing:
-            source = "the demo store's episodes" if demo_store is not None else "the actor's transitions"
+            source = "the demo store's episodes" if stores is not None else "the actor's transitions"
             raise ValueError(f"{source} miss observation keys {missing} that the policy needs "
                              f"(policy_cameras={','.join(self.cameras) or '<none>'}; present: "
                              f"{sorted(k for k in schema if k != 'action')})")
@@ -90,8 +90,8 @@ class LearnerNode(Node):
             agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.agent_cfg)
         kw = dict(chunk=agent.cfg.chunk_len, gamma=self.gamma, obs_keys=keys)  # the chunk is the n-step horizon
         capacity = int(param(self, "capacity", 200_000))
-        if demo_store is not None:  # its demos (and interventions) warm-start the demo side
-            replay = MixedReplay.from_store(demo_store, capacity=capacity, **kw)
+        if stores is not None:  # demos (and interventions) warm-start the demo side
+            replay = MixedReplay.from_store(stores, capacity=capacity, **kw)
             if replay.demo.has_samples and not self.init_checkpoint:  # state statistics from the
                 # demos, not a first batch (a warm-started agent keeps the ones it was trained with)
                 agent.fit_obs_normalizer(replay.demo.sample(4096, np.random.default_rng(self.seed))["obs"])
@@ -132,12 +132,15 @@ class LearnerNode(Node):
         self.warm_started_at = agent.num_updates
         return agent
 
-    def _start_from_store(self, path: str) -> None:
+    def _start_from_store(self, paths: str) -> None:
+        """One store or several ("demos.zarr,runs/earlier/store.zarr", to resume a run): demo
+        episodes and interventions fill the demo side, every other episode the online side."""
         from robot_rl.data.store import EpisodeStore
 
-        store = EpisodeStore.open(path, mode="r")
-        self.get_logger().info(f"demo side: {store.n_episodes} episodes, {store.n_steps} steps from {path}")
-        self._start(store.schema, store)
+        stores = [EpisodeStore.open(p, mode="r") for p in csv_list(paths)]
+        for path, store in zip(csv_list(paths), stores):
+            self.get_logger().info(f"replay from {path}: {store.n_episodes} episodes, {store.n_steps} steps")
+        self._start(stores[0].schema, stores)
 
     # ------------------------------------------------------------------ transitions
     def _on_transitions(self, msg) -> None:
