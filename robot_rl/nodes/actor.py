@@ -308,7 +308,7 @@ class ActorNode(Node):
 
     def _publish(self, twist, grip: float, t: float | None = None) -> None:
         t = t if t is not None else self.get_clock().now().nanoseconds * 1e-9
-        self.pub_grip.publish(codec.gripper_msg(grip, t))  # gripper first: the twin steps on the twist
+        self.pub_grip.publish(codec.gripper_msg(grip, t))  # the twin steps once both of this stamp are in
         self.pub_twist.publish(codec.twist_msg(twist, t, C.BASE_FRAME))
 
     # ------------------------------------------------------------------ storage and learner

@@ -23,6 +23,8 @@ from robot_rl.spec import ActionSpec
 
 
 class TwinNode(Node):
+    GRIP_WAIT_S = 0.5  # wall seconds a twist waits for the gripper command of its stamp
+
     def __init__(self):
         super().__init__("twin", **make_node_options())
         from robot_rl.twin import make_env  # MuJoCo is only needed by this node
@@ -75,7 +77,8 @@ class TwinNode(Node):
 
     # ------------------------------------------------------------------ commands
     def _on_twist(self, msg) -> None:
-        self.commands.setdefault(codec.stamp_key(msg.header.stamp), {})["twist"] = codec.twist_from_msg(msg)
+        cmd = self.commands.setdefault(codec.stamp_key(msg.header.stamp), {})
+        cmd["twist"], cmd["twist_at"] = codec.twist_from_msg(msg), time.monotonic()
         self._poll()
 
     def _on_gripper(self, msg) -> None:
@@ -85,11 +88,16 @@ class TwinNode(Node):
             self.get_logger().error(f"gripper command rejected: {e}")
             return
         self.commands.setdefault(codec.stamp_key(msg.header.stamp), {})["grip"] = grip
+        self._poll()
 
     def _poll(self) -> None:
         key = codec.stamp_key(codec.to_stamp(self.t))
         cmd = self.commands.get(key, {})
         if "twist" in cmd:
+            # Twist and gripper travel on two topics and may arrive in either order: step once
+            # both are here (a controller that sends no gripper command keeps the last one).
+            if "grip" not in cmd and time.monotonic() - cmd["twist_at"] < self.GRIP_WAIT_S:
+                return
             twist = cmd["twist"]
             grip = cmd.get("grip", self.last_grip)
         elif not self.commanded:
