@@ -90,8 +90,10 @@ class LearnerNode(Node):
             agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.agent_cfg)
         kw = dict(chunk=agent.cfg.chunk_len, gamma=self.gamma, obs_keys=keys)  # the chunk is the n-step horizon
         capacity = int(param(self, "capacity", 200_000))
+        # Demo-side rows; 0 = the loaded demos + capacity, so interventions never overwrite them.
+        demo_capacity = int(param(self, "demo_capacity", 0)) or None
         if stores is not None:  # demos (and interventions) warm-start the demo side
-            replay = MixedReplay.from_store(stores, capacity=capacity, **kw)
+            replay = MixedReplay.from_store(stores, capacity=capacity, demo_capacity=demo_capacity, **kw)
             if replay.demo.has_samples and not self.init_checkpoint:  # state statistics from the
                 # demos, not a first batch (a warm-started agent keeps the ones it was trained with)
                 agent.fit_obs_normalizer(replay.demo.sample(4096, np.random.default_rng(self.seed))["obs"])
