@@ -190,7 +190,7 @@ class LearnerNode(Node):
         self.tb.scalars("rollout", {k: actor.get(k) for k in ("success_rate", "intervention_rate", "steps")},
                         self.trainer.updates)
         at = actor.get("eval_at_steps")
-        if at is not None and at != self._eval_logged:
+        if at is not None and at != self._eval_logged and at.isdigit():  # anyone may publish here
             self._eval_logged = at
             self.tb.scalars("eval", {"success_rate": actor.get("eval_success_rate")}, int(at))
 
