@@ -33,3 +33,11 @@ def free_domain(exclude=()) -> int:
     candidates = [d for d in DOMAINS if d not in exclude]
     free = [d for d in candidates if d not in busy_domains()]
     return random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little")).choice(free or candidates)
+
+
+def participants(domain: int) -> int:
+    """DDS participants on this machine in `domain`: each binds its metatraffic unicast port
+    7400 + 250 * domain + 10 + 2 * participant_id (the RTPS default mapping)."""
+    base = _PORT_BASE + _PORT_GAIN * int(domain) + 10
+    ports = _bound_udp_ports()
+    return sum(1 for pid in range(120) if base + 2 * pid in ports)

@@ -1,6 +1,7 @@
 """The CLI's eye on a running graph: listens to /diagnostics, nothing else."""
 from __future__ import annotations
 
+import os
 import time
 
 import rclpy
@@ -9,6 +10,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from robot_rl import codec, contract as C
 from robot_rl.nodes.ros import qos
+from robot_rl.ros_domain import participants
 
 
 class Monitor:
@@ -27,19 +29,31 @@ class Monitor:
                 if st.message:
                     self.status[name]["message"] = st.message
 
-    def nodes_present(self, names, settle_s: float = 1.5, leave_s: float = 25.0) -> list[str]:
-        """Which of these node names another graph already runs on this ROS domain. Discovery
-        needs a moment (settle_s); nodes of a graph still leaving (a killed node lingers ~20 s)
-        get leave_s to go."""
+    def nodes_present(self, names, settle_s: float = 10.0, leave_s: float = 5.0) -> list[str]:
+        """Which of these node names another live graph runs on this ROS domain.
+
+        On localhost discovery, the domain's bound UDP ports say how many other participants
+        are alive here (robot_rl.ros_domain): none, and the answer is known at once. Otherwise
+        wait (at most settle_s; discovery is slow on a loaded machine) until a node of each has
+        been seen; on a wider discovery range, 2 s. A graph that is shutting down gets leave_s
+        to go (a killed one is gone at once: its ports are closed, though discovery lists it ~20 s)."""
         names = set(names)
-        deadline = time.monotonic() + settle_s
+        domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+        local = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "") == "LOCALHOST"
+
+        def others_alive() -> int:  # our own participant has the monitor node
+            return participants(domain) - 1 if local else 1
+
+        deadline = time.monotonic() + (settle_s if local else min(settle_s, 2.0))
         while time.monotonic() < deadline:
+            if len(self.node.get_node_names()) - 1 >= others_alive():
+                break
             self.spin(0.1)
         deadline = time.monotonic() + leave_s
         while True:
             present = sorted(names & set(self.node.get_node_names()))
-            if not present or time.monotonic() > deadline:
-                return present
+            if not present or others_alive() <= 0 or time.monotonic() > deadline:
+                return present if others_alive() > 0 else []
             self.spin(0.5)
 
     def spin(self, seconds: float) -> None:
