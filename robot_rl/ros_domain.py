@@ -29,9 +29,9 @@ def busy_domains() -> set[int]:
 
 def free_domain(exclude=()) -> int:
     """A random domain in DOMAINS that no process here has bound ports for right now."""
-    exclude = set(exclude)
+    exclude, busy = set(exclude), busy_domains()
     candidates = [d for d in DOMAINS if d not in exclude]
-    free = [d for d in candidates if d not in busy_domains()]
+    free = [d for d in candidates if d not in busy]
     return random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little")).choice(free or candidates)
 
 

@@ -13,3 +13,40 @@ def own_domain_env() -> dict:
     """The environment for a whole-graph run that needs no listener in this test process: a ROS
     domain of its own, so nodes of an earlier graph still leaving can never answer its nodes."""
     return dict(os.environ, ROS_DOMAIN_ID=str(free_domain(exclude=[int(os.environ["ROS_DOMAIN_ID"])])))
+
+
+class SpunNode:
+    """A test's own ROS node, as an outside tool would run one: its own rclpy context on this
+    run's domain, spun on a background thread from start() until close(). Subclasses create
+    their publishers and subscriptions on self.node, then call start()."""
+
+    def __init__(self, name: str):
+        import threading
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        self._rclpy = rclpy
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _spin(self):
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def close(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.ctx)

@@ -4,28 +4,24 @@ flag that goes with it has arrived (a late flag would label a human's step as th
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("rclpy")
 
+from conftest import SpunNode  # noqa: E402
 from robot_rl import codec, contract as C  # noqa: E402
 from robot_rl.nodes.ros import qos  # noqa: E402
 
 
-class TwinAndHuman:
+class TwinAndHuman(SpunNode):
     def __init__(self):
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import Bool
 
+        super().__init__("lockstep_test")
         self.Bool = Bool
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("lockstep_test", context=self.ctx)
         sq = qos(C.SENSOR_QOS)
         self.sensors = {t: self.node.create_publisher(C.TYPES[t], t, sq)
                         for t in (C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES, C.TASK_STATUS)}
@@ -34,15 +30,7 @@ class TwinAndHuman:
         self.engaged = self.node.create_publisher(Bool, C.TELEOP_ENGAGED, qos(C.STATE_QOS))
         self.commands: dict[int, tuple[np.ndarray, float]] = {}
         self.node.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST, self._on_command, qos(C.COMMAND_QOS))
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        while not self.stop.is_set():
-            self.ex.spin_once(timeout_sec=0.02)
+        self.start()
 
     def _on_command(self, msg):
         self.commands[codec.stamp_key(msg.header.stamp)] = (codec.twist_from_msg(msg), time.monotonic())
@@ -72,12 +60,6 @@ class TwinAndHuman:
         while key not in self.commands and time.monotonic() < deadline:
             time.sleep(0.005)
         return self.commands.get(key)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 @pytest.fixture

@@ -7,29 +7,15 @@ import time
 
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("rclpy")
 
+from conftest import SpunNode  # noqa: E402
 from robot_rl.ros_domain import busy_domains, free_domain  # noqa: E402
-
-
-class Stranger:
-    """A node of someone else's graph, on this test run's domain."""
-
-    def __init__(self, name: str):
-        from rclpy.signals import SignalHandlerOptions
-
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node(name, context=self.ctx)
-
-    def close(self):
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 @pytest.fixture
 def stranger_twin():
-    s = Stranger("twin")
+    s = SpunNode("twin")  # a node of someone else's graph, on this run's domain
     yield s
     s.close()
 
@@ -54,7 +40,7 @@ def test_a_domain_in_use_is_never_picked(stranger_twin):
 def test_monitor_sees_a_live_graph_and_not_a_gone_one():
     from robot_rl.nodes.monitor import Monitor
 
-    s = Stranger("twin")
+    s = SpunNode("twin")
     mon = Monitor()
     try:
         assert mon.nodes_present(["twin", "actor"], leave_s=0) == ["twin"]

@@ -4,14 +4,14 @@ then checks the run's zarr store and the nodes' summaries."""
 import json
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 import zarr
 
-rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("rclpy")
 
+from conftest import SpunNode  # noqa: E402
 from robot_rl import codec, contract as C  # noqa: E402
 from robot_rl.nodes.ros import qos  # noqa: E402
 from robot_rl.safety import SafetyConfig, within_bounds  # noqa: E402
@@ -19,31 +19,18 @@ from robot_rl.safety import SafetyConfig, within_bounds  # noqa: E402
 STEPS = 250
 
 
-class CommandListener:
+class CommandListener(SpunNode):
     """An outside observer of command/twist on the run's ROS domain."""
 
     def __init__(self):
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
-
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("e2e_listener", context=self.ctx)
+        super().__init__("e2e_listener")
         self.twists = []
         self.node.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST,
                                       lambda m: self.twists.append(codec.twist_from_msg(m)), qos(C.COMMAND_QOS))
         self.pub_transitions = self.node.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
         self.pub_teleop_grip = self.node.create_publisher(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, qos(C.COMMAND_QOS))
         self.pub_policy = self.node.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        while not self.stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
+        self.start()
 
     def inject_garbage(self) -> int:
         """Bad payloads from a stranger on the graph: each must be rejected, nothing may crash."""
@@ -70,12 +57,6 @@ class CommandListener:
         bad_grip.name = ["finger"]  # a device that speaks another dialect
         self.pub_teleop_grip.publish(bad_grip)
         return len(bad)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 @pytest.fixture(scope="module")

@@ -104,9 +104,9 @@ class LearnerNode(Node):
         self._publish_policy(self.trainer.export(), 0)  # version 0: the initial actor, at once
         self.trainer.start()
 
-    def _check_init_checkpoint(self, obs_spec: ObsSpec | None = None) -> None:
-        """The checkpoint must be an agent of this learner's kind, observations and action size
-        (observation shapes are checked once they are known)."""
+    def _check_init_checkpoint(self) -> None:
+        """At start, before observation shapes are known: the checkpoint must be an agent of
+        this learner's kind, observation keys and action size."""
         import torch
 
         path = self.init_checkpoint
@@ -115,20 +115,22 @@ class LearnerNode(Node):
         ck = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ck, dict) or "obs_spec" not in ck:
             raise ValueError(f"init_checkpoint {path} is not an agent checkpoint")
-        have = {"kind": ck.get("kind"), "action size": ck.get("action_dim"), "observations": sorted(ck["obs_spec"])}
-        want = {"kind": self.kind, "action size": self.action_spec.dim,
-                "observations": sorted(policy_obs_keys(self.cameras))}
-        if obs_spec is not None:
-            have["observations"], want["observations"] = ObsSpec.from_dict(ck["obs_spec"]).to_dict(), obs_spec.to_dict()
+        self._refuse_unless_fits(ck.get("kind"), ck.get("action_dim"), sorted(ck["obs_spec"]),
+                                 sorted(policy_obs_keys(self.cameras)))
+
+    def _refuse_unless_fits(self, kind, action_dim, observations, want_observations) -> None:
+        have = {"kind": kind, "action size": action_dim, "observations": observations}
+        want = {"kind": self.kind, "action size": self.action_spec.dim, "observations": want_observations}
         for what in want:
             if have[what] != want[what]:
-                raise ValueError(f"init_checkpoint {path} does not fit: {what} {have[what]}, this learner: {want[what]}")
+                raise ValueError(f"init_checkpoint {self.init_checkpoint} does not fit: {what} {have[what]}, "
+                                 f"this learner: {want[what]}")
 
     def _warm_start_agent(self):
         from robot_rl.learn.agent import load_agent
 
-        self._check_init_checkpoint(self.obs_spec)
         agent = load_agent(self.init_checkpoint)
+        self._refuse_unless_fits(agent.kind, agent.action_dim, agent.spec.to_dict(), self.obs_spec.to_dict())
         self.get_logger().info(f"warm start from {self.init_checkpoint} ({agent.kind}, {agent.num_updates} updates "
                                f"behind it; its network config replaces the agent section)")
         self.warm_started_at = agent.num_updates
@@ -139,9 +141,10 @@ class LearnerNode(Node):
         episodes and interventions fill the demo side, every other episode the online side."""
         from robot_rl.data.store import EpisodeStore
 
-        stores = [EpisodeStore.open(p, mode="r") for p in csv_list(paths)]
-        for path, store in zip(csv_list(paths), stores):
-            self.get_logger().info(f"replay from {path}: {store.n_episodes} episodes, {store.n_steps} steps")
+        stores = []
+        for path in csv_list(paths):
+            stores.append(EpisodeStore.open(path, mode="r"))
+            self.get_logger().info(f"replay from {path}: {stores[-1].n_episodes} episodes, {stores[-1].n_steps} steps")
         self._start(stores[0].schema, stores)
 
     # ------------------------------------------------------------------ transitions

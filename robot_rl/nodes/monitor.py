@@ -52,8 +52,10 @@ class Monitor:
         deadline = time.monotonic() + leave_s
         while True:
             present = sorted(names & set(self.node.get_node_names()))
-            if not present or others_alive() <= 0 or time.monotonic() > deadline:
-                return present if others_alive() > 0 else []
+            if others_alive() <= 0:
+                return []  # what discovery still lists belongs to processes that are gone
+            if not present or time.monotonic() > deadline:
+                return present
             self.spin(0.5)
 
     def spin(self, seconds: float) -> None:
