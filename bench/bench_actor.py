@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     from robot_rl import codec, contract as C
-    from robot_rl.nodes.ros import qos
+    from robot_rl.nodes.ros import publisher, subscription
 
     run_dir = Path(tempfile.mkdtemp())
     actor = subprocess.Popen(
@@ -69,15 +69,12 @@ def main(argv=None) -> int:
     )
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("bench_robot")
-    sq = qos(C.SENSOR_QOS)
-    pubs = {t: node.create_publisher(C.TYPES[t], t, sq) for t in (C.JOINT_STATES, C.EE_POSE, C.TASK_STATUS)}
-    cams = {c: node.create_publisher(C.IMAGE_TYPE, C.camera_topic(c), sq) for c in cameras}
-    pub_policy = node.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
+    pubs = {t: publisher(node, t) for t in (C.JOINT_STATES, C.EE_POSE, C.TASK_STATUS)}
+    cams = {c: publisher(node, C.camera_topic(c)) for c in cameras}
+    pub_policy = publisher(node, C.POLICY)
     pub_policy.publish(codec.encode_policy(policy, 1))
     arrived: dict[int, float] = {}
-    node.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST,
-                             lambda m: arrived.setdefault(codec.stamp_key(m.header.stamp), time.perf_counter()),
-                             qos(C.COMMAND_QOS))
+    subscription(node, C.COMMAND_TWIST, lambda m: arrived.setdefault(codec.stamp_key(m.header.stamp), time.perf_counter()))
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     stop = threading.Event()

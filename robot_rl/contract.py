@@ -34,6 +34,9 @@ Learning:
                                     update-to-data ratio (sim: the actor may wait for it)
   /diagnostics                      diagnostic_msgs/DiagnosticArray  actor/learner/twin status
   /clock                            rosgraph_msgs/Clock  published by the twin in sim
+Safety:
+  estop                             std_msgs/Bool  reliable, latched; true = hold every command
+                                    until cleared (false on the topic + an explicit clear)
 """
 from __future__ import annotations
 
@@ -96,26 +99,49 @@ EVENT_QOS = Qos(depth=50)
 DIAGNOSTICS_QOS = Qos(depth=20)
 CLOCK_QOS = Qos(depth=1)
 
-TYPES = {
-    JOINT_STATES: JointState,
-    EE_POSE: PoseStamped,
-    OBJECT_POSES: PoseArray,
-    TASK_STATUS: DiagnosticArray,
-    COMMAND_TWIST: TwistStamped,
-    COMMAND_GRIPPER: JointState,
-    TELEOP_TWIST: TwistStamped,
-    TELEOP_GRIPPER: JointState,
-    TELEOP_ENGAGED: Bool,
-    TELEOP_EVENT: String,
-    EVALUATING: Bool,
-    TRANSITIONS: UInt8MultiArray,
-    POLICY: UInt8MultiArray,
-    LEARNER_PROGRESS: Int64,
-    DIAGNOSTICS: DiagnosticArray,
-    CLOCK: Clock,
+ESTOP = "estop"
+
+
+@dataclass(frozen=True)
+class Topic:
+    """What a node needs to open a topic: its message type and QoS (the name is the key)."""
+
+    type: type
+    qos: Qos
+
+
+# The topic table: every fixed topic of the graph. Nodes open topics by name only
+# (nodes/ros.py: publisher/subscription), so a name's type and QoS are spelled once.
+TOPICS = {
+    JOINT_STATES: Topic(JointState, SENSOR_QOS),
+    EE_POSE: Topic(PoseStamped, SENSOR_QOS),
+    OBJECT_POSES: Topic(PoseArray, SENSOR_QOS),
+    TASK_STATUS: Topic(DiagnosticArray, SENSOR_QOS),
+    COMMAND_TWIST: Topic(TwistStamped, COMMAND_QOS),
+    COMMAND_GRIPPER: Topic(JointState, COMMAND_QOS),
+    TELEOP_TWIST: Topic(TwistStamped, COMMAND_QOS),
+    TELEOP_GRIPPER: Topic(JointState, COMMAND_QOS),
+    TELEOP_ENGAGED: Topic(Bool, STATE_QOS),
+    TELEOP_EVENT: Topic(String, EVENT_QOS),
+    EVALUATING: Topic(Bool, STATE_QOS),
+    ESTOP: Topic(Bool, STATE_QOS),
+    TRANSITIONS: Topic(UInt8MultiArray, TRANSITIONS_QOS),
+    POLICY: Topic(UInt8MultiArray, POLICY_QOS),
+    LEARNER_PROGRESS: Topic(Int64, PROGRESS_QOS),
+    DIAGNOSTICS: Topic(DiagnosticArray, DIAGNOSTICS_QOS),
+    CLOCK: Topic(Clock, CLOCK_QOS),
 }
-IMAGE_TYPE = Image
-CAMERA_INFO_TYPE = CameraInfo
+
+
+def topic(name: str) -> Topic:
+    """The table's entry for a name, including the per-camera topics (camera/<name>/...)."""
+    if name in TOPICS:
+        return TOPICS[name]
+    if name.startswith("camera/") and name.endswith("/image_raw"):
+        return Topic(Image, SENSOR_QOS)
+    if name.startswith("camera/") and name.endswith("/camera_info"):
+        return Topic(CameraInfo, SENSOR_QOS)
+    raise KeyError(f"{name!r} is not a topic of the contract (robot_rl/contract.py)")
 
 
 def sensor_qos(reliability: str = "reliable") -> Qos:

@@ -13,7 +13,7 @@ pytest.importorskip("rclpy")
 
 from conftest import SpunNode  # noqa: E402
 from robot_rl import codec, contract as C  # noqa: E402
-from robot_rl.nodes.ros import qos  # noqa: E402
+from robot_rl.nodes.ros import publisher, subscription  # noqa: E402
 
 
 class TwinAndHuman(SpunNode):
@@ -22,14 +22,13 @@ class TwinAndHuman(SpunNode):
 
         super().__init__("lockstep_test")
         self.Bool = Bool
-        sq = qos(C.SENSOR_QOS)
-        self.sensors = {t: self.node.create_publisher(C.TYPES[t], t, sq)
+        self.sensors = {t: publisher(self.node, t)
                         for t in (C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES, C.TASK_STATUS)}
-        self.twist = self.node.create_publisher(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, qos(C.COMMAND_QOS))
-        self.grip = self.node.create_publisher(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, qos(C.COMMAND_QOS))
-        self.engaged = self.node.create_publisher(Bool, C.TELEOP_ENGAGED, qos(C.STATE_QOS))
+        self.twist = publisher(self.node, C.TELEOP_TWIST)
+        self.grip = publisher(self.node, C.TELEOP_GRIPPER)
+        self.engaged = publisher(self.node, C.TELEOP_ENGAGED)
         self.commands: dict[int, tuple[np.ndarray, float]] = {}
-        self.node.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST, self._on_command, qos(C.COMMAND_QOS))
+        subscription(self.node, C.COMMAND_TWIST, self._on_command)
         self.start()
 
     def _on_command(self, msg):

@@ -13,7 +13,8 @@ pytest.importorskip("rclpy")
 
 from conftest import SpunNode  # noqa: E402
 from robot_rl import codec, contract as C  # noqa: E402
-from robot_rl.nodes.ros import qos  # noqa: E402
+from robot_rl.nodes.ros import publisher, subscription  # noqa: E402
+from std_msgs.msg import UInt8MultiArray  # noqa: E402
 from robot_rl.safety import SafetyConfig, within_bounds  # noqa: E402
 
 STEPS = 250
@@ -25,11 +26,10 @@ class CommandListener(SpunNode):
     def __init__(self):
         super().__init__("e2e_listener")
         self.twists = []
-        self.node.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST,
-                                      lambda m: self.twists.append(codec.twist_from_msg(m)), qos(C.COMMAND_QOS))
-        self.pub_transitions = self.node.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
-        self.pub_teleop_grip = self.node.create_publisher(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, qos(C.COMMAND_QOS))
-        self.pub_policy = self.node.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
+        subscription(self.node, C.COMMAND_TWIST, lambda m: self.twists.append(codec.twist_from_msg(m)))
+        self.pub_transitions = publisher(self.node, C.TRANSITIONS)
+        self.pub_teleop_grip = publisher(self.node, C.TELEOP_GRIPPER)
+        self.pub_policy = publisher(self.node, C.POLICY)
         self.start()
 
     def inject_garbage(self) -> int:
@@ -49,7 +49,7 @@ class CommandListener(SpunNode):
         corrupt[-1] ^= 0xFF
         bad.append(bytes(corrupt))
         for raw in bad:
-            msg = C.TYPES[C.TRANSITIONS]()
+            msg = UInt8MultiArray()
             msg.data = raw
             self.pub_transitions.publish(msg)
         self.pub_policy.publish(codec.encode_policy(b"not an onnx model", 10_000))  # valid frame, bad model

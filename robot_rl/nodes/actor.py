@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from std_msgs.msg import Bool
 
 from robot_rl import codec, contract as C
 from robot_rl.control.episode_log import EpisodeLog
 from robot_rl.control.policy_runner import ChunkQueue, OnnxPolicy, PolicyError
 from robot_rl.data.store import EpisodeStore
-from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, publisher, run, subscription
 from robot_rl.safety import SafetyConfig, SafetyFilter
 from robot_rl.spec import ActionSpec, policy_obs_keys
 
@@ -83,26 +84,25 @@ class ActorNode(Node):
         self.log: EpisodeLog | None = None
         self.store = None
 
-        sq = qos(C.sensor_qos(param(self, "sensor_reliability", "reliable")))
+        sq = C.sensor_qos(param(self, "sensor_reliability", "reliable"))
         required = [C.JOINT_STATES, C.EE_POSE, C.TASK_STATUS]
         if self.state_based:
             required.append(C.OBJECT_POSES)
         required += [C.camera_topic(c) for c in self.cameras]
         self.required = required
         for topic in required:
-            msg_type = C.IMAGE_TYPE if topic.startswith("camera/") else C.TYPES[topic]
-            self.create_subscription(msg_type, topic, lambda m, t=topic: self._on_sensor(t, m), sq)
-        self.create_subscription(C.TYPES[C.TELEOP_ENGAGED], C.TELEOP_ENGAGED, self._on_engaged, qos(C.STATE_QOS))
-        self.create_subscription(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, lambda m: self._on_teleop(C.TELEOP_GRIPPER, m), qos(C.COMMAND_QOS))
-        self.create_subscription(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, lambda m: self._on_teleop(C.TELEOP_TWIST, m), qos(C.COMMAND_QOS))
-        self.create_subscription(C.TYPES[C.POLICY], C.POLICY, self._on_policy, qos(C.POLICY_QOS))
-        self.create_subscription(C.TYPES[C.LEARNER_PROGRESS], C.LEARNER_PROGRESS, self._on_progress, qos(C.PROGRESS_QOS))
-        self.pub_twist = self.create_publisher(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST, qos(C.COMMAND_QOS))
-        self.pub_grip = self.create_publisher(C.TYPES[C.COMMAND_GRIPPER], C.COMMAND_GRIPPER, qos(C.COMMAND_QOS))
-        self.pub_transitions = self.create_publisher(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, qos(C.TRANSITIONS_QOS))
-        self.pub_diag = self.create_publisher(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, qos(C.DIAGNOSTICS_QOS))
-        self.pub_eval = self.create_publisher(C.TYPES[C.EVALUATING], C.EVALUATING, qos(C.STATE_QOS))
-        self.pub_eval.publish(C.TYPES[C.EVALUATING](data=False))
+            subscription(self, topic, lambda m, t=topic: self._on_sensor(t, m), sq)
+        subscription(self, C.TELEOP_ENGAGED, self._on_engaged)
+        subscription(self, C.TELEOP_GRIPPER, lambda m: self._on_teleop(C.TELEOP_GRIPPER, m))
+        subscription(self, C.TELEOP_TWIST, lambda m: self._on_teleop(C.TELEOP_TWIST, m))
+        subscription(self, C.POLICY, self._on_policy)
+        subscription(self, C.LEARNER_PROGRESS, self._on_progress)
+        self.pub_twist = publisher(self, C.COMMAND_TWIST)
+        self.pub_grip = publisher(self, C.COMMAND_GRIPPER)
+        self.pub_transitions = publisher(self, C.TRANSITIONS)
+        self.pub_diag = publisher(self, C.DIAGNOSTICS)
+        self.pub_eval = publisher(self, C.EVALUATING)
+        self.pub_eval.publish(Bool(data=False))
         wall = Clock(clock_type=ClockType.STEADY_TIME)
         if self.trigger == "timer":
             self.create_timer(1.0 / self.rate_hz, self._on_timer)
@@ -353,7 +353,7 @@ class ActorNode(Node):
             self.eval_left -= 1
         elif self.next_policy is not None:
             self._swap(self.next_policy)
-        self.pub_eval.publish(C.TYPES[C.EVALUATING](data=self.evaluating))
+        self.pub_eval.publish(Bool(data=self.evaluating))
 
     def _publish_diagnostics(self) -> None:
         if self.log is None:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from std_msgs.msg import Int64
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, publisher, run, subscription
 from robot_rl.spec import ActionSpec, ObsSpec, policy_obs_keys
 
 
@@ -49,18 +50,18 @@ class LearnerNode(Node):
         self.versions_published: list[int] = []
         self.warm_started_at: int | None = None  # the checkpoint's update count, if warm-started
 
-        self.pub_policy = self.create_publisher(C.TYPES[C.POLICY], C.POLICY, qos(C.POLICY_QOS))
-        self.pub_diag = self.create_publisher(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, qos(C.DIAGNOSTICS_QOS))
-        self.pub_progress = self.create_publisher(C.TYPES[C.LEARNER_PROGRESS], C.LEARNER_PROGRESS, qos(C.PROGRESS_QOS))
+        self.pub_policy = publisher(self, C.POLICY)
+        self.pub_diag = publisher(self, C.DIAGNOSTICS)
+        self.pub_progress = publisher(self, C.LEARNER_PROGRESS)
         self._last_progress = -1
-        self.create_subscription(C.TYPES[C.TRANSITIONS], C.TRANSITIONS, self._on_transitions, qos(C.TRANSITIONS_QOS))
+        subscription(self, C.TRANSITIONS, self._on_transitions)
         # TensorBoard: training scalars against updates, the actor's rollout/eval figures (its
         # diagnostics) against training steps, in run_dir/tensorboard.
         from robot_rl.training.metrics_log import MetricsLog
 
         self.tb = MetricsLog(self.run_dir / "tensorboard")
         self._eval_logged = None
-        self.create_subscription(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, self._on_diagnostics, qos(C.DIAGNOSTICS_QOS))
+        subscription(self, C.DIAGNOSTICS, self._on_diagnostics)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.demos_path:
             self._start_from_store(self.demos_path)
@@ -184,7 +185,7 @@ class LearnerNode(Node):
     def _publish_progress(self, trained: int) -> None:
         if trained != self._last_progress:  # called from the trainer thread
             self._last_progress = trained
-            self.pub_progress.publish(C.TYPES[C.LEARNER_PROGRESS](data=int(trained)))
+            self.pub_progress.publish(Int64(data=int(trained)))
 
     def _on_diagnostics(self, msg) -> None:
         actor = codec.diagnostics_values(msg, "actor")

@@ -9,7 +9,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import qos
+from robot_rl.nodes.ros import subscription
 from robot_rl.ros_domain import participants
 
 
@@ -18,7 +18,7 @@ class Monitor:
         rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
         self.node = Node("robot_rl_monitor")
         self.status: dict[str, dict] = {}
-        self.node.create_subscription(C.TYPES[C.DIAGNOSTICS], C.DIAGNOSTICS, self._on_diag, qos(C.DIAGNOSTICS_QOS))
+        subscription(self.node, C.DIAGNOSTICS, self._on_diag)
 
     def _on_diag(self, msg) -> None:
         for name in ("actor", "learner", "twin"):

@@ -16,6 +16,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from robot_rl import contract as C
 from robot_rl.contract import Qos
 
 
@@ -26,6 +27,18 @@ def qos(q: Qos) -> QoSProfile:
         reliability=ReliabilityPolicy.RELIABLE if q.reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if q.transient_local else DurabilityPolicy.VOLATILE,
     )
+
+
+def publisher(node: Node, name: str, qos_profile: Qos | None = None):
+    """A publisher for a contract topic, by name: type and QoS come from the topic table."""
+    t = C.topic(name)
+    return node.create_publisher(t.type, name, qos(qos_profile or t.qos))
+
+
+def subscription(node: Node, name: str, callback, qos_profile: Qos | None = None):
+    """A subscription to a contract topic, by name (qos_profile: e.g. best-effort sensors)."""
+    t = C.topic(name)
+    return node.create_subscription(t.type, name, callback, qos(qos_profile or t.qos))
 
 
 def make_node_options() -> dict:

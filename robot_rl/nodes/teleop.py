@@ -15,7 +15,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, String
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, publisher, run, subscription
 from robot_rl.safety import SafetyConfig
 from robot_rl.spec import ActionSpec
 from robot_rl.teleop.takeover import TakeoverConfig, TakeoverRule
@@ -46,16 +46,15 @@ class TeleopNode(Node):
         self.takeovers = 0
         self.releases = 0
 
-        sq = qos(C.SENSOR_QOS)
         self.required = [C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES, C.TASK_STATUS]
         for topic in self.required:
-            self.create_subscription(C.TYPES[topic], topic, lambda m, t=topic: self._on_sensor(t, m), sq)
+            subscription(self, topic, lambda m, t=topic: self._on_sensor(t, m))
         self.evaluating = False  # the actor's evaluation episodes allow no intervention
-        self.create_subscription(Bool, C.EVALUATING, lambda m: setattr(self, "evaluating", bool(m.data)), qos(C.STATE_QOS))
-        self.pub_engaged = self.create_publisher(Bool, C.TELEOP_ENGAGED, qos(C.STATE_QOS))
-        self.pub_twist = self.create_publisher(C.TYPES[C.TELEOP_TWIST], C.TELEOP_TWIST, qos(C.COMMAND_QOS))
-        self.pub_grip = self.create_publisher(C.TYPES[C.TELEOP_GRIPPER], C.TELEOP_GRIPPER, qos(C.COMMAND_QOS))
-        self.pub_event = self.create_publisher(String, C.TELEOP_EVENT, qos(C.EVENT_QOS))
+        subscription(self, C.EVALUATING, lambda m: setattr(self, "evaluating", bool(m.data)))
+        self.pub_engaged = publisher(self, C.TELEOP_ENGAGED)
+        self.pub_twist = publisher(self, C.TELEOP_TWIST)
+        self.pub_grip = publisher(self, C.TELEOP_GRIPPER)
+        self.pub_event = publisher(self, C.TELEOP_EVENT)
         self.pub_engaged.publish(Bool(data=False))
         self.get_logger().info(f"teleop up: scripted human for {self.task}, rule {self.rule.cfg}")
 

@@ -18,7 +18,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, qos, run
+from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, publisher, run, subscription
 from robot_rl.spec import ActionSpec
 
 
@@ -50,16 +50,15 @@ class TwinNode(Node):
         self.sim = self.env.unwrapped
         self.seed = int(param(self, "seed", 0))
 
-        sq = qos(C.SENSOR_QOS)
-        self.pub_joints = self.create_publisher(C.TYPES[C.JOINT_STATES], C.JOINT_STATES, sq)
-        self.pub_ee = self.create_publisher(C.TYPES[C.EE_POSE], C.EE_POSE, sq)
-        self.pub_objects = self.create_publisher(C.TYPES[C.OBJECT_POSES], C.OBJECT_POSES, sq)
-        self.pub_status = self.create_publisher(C.TYPES[C.TASK_STATUS], C.TASK_STATUS, sq)
-        self.pub_images = {c: self.create_publisher(C.IMAGE_TYPE, C.camera_topic(c), sq) for c in self.cameras}
-        self.pub_info = {c: self.create_publisher(C.CAMERA_INFO_TYPE, C.camera_info_topic(c), sq) for c in self.cameras}
-        self.pub_clock = self.create_publisher(Clock, C.CLOCK, qos(C.CLOCK_QOS))
-        self.create_subscription(C.TYPES[C.COMMAND_TWIST], C.COMMAND_TWIST, self._on_twist, qos(C.COMMAND_QOS))
-        self.create_subscription(C.TYPES[C.COMMAND_GRIPPER], C.COMMAND_GRIPPER, self._on_gripper, qos(C.COMMAND_QOS))
+        self.pub_joints = publisher(self, C.JOINT_STATES)
+        self.pub_ee = publisher(self, C.EE_POSE)
+        self.pub_objects = publisher(self, C.OBJECT_POSES)
+        self.pub_status = publisher(self, C.TASK_STATUS)
+        self.pub_images = {c: publisher(self, C.camera_topic(c)) for c in self.cameras}
+        self.pub_info = {c: publisher(self, C.camera_info_topic(c)) for c in self.cameras}
+        self.pub_clock = publisher(self, C.CLOCK)
+        subscription(self, C.COMMAND_TWIST, self._on_twist)
+        subscription(self, C.COMMAND_GRIPPER, self._on_gripper)
 
         self.t = 0.0
         self.episode = 0
