@@ -36,6 +36,11 @@ setup(
         "matplotlib>=3.7",
         "imageio>=2.30",
         "imageio-ffmpeg>=0.5",  # mp4 export (ships its own ffmpeg binary)
+        # Robot-side drivers: real code, run in tests against the twin and recorded streams.
+        "opencv-python-headless>=4.8",  # OpenCV cameras, calibration boards (no Qt: headless PCs)
+        "pyrealsense2>=2.55",  # Intel RealSense (needs libusb-1.0-0 from apt: setup.sh)
+        "pyspacemouse>=1.1",  # 3Dconnexion SpaceMouse over hidapi (libhidapi from apt: setup.sh)
+        "evdev>=1.6; sys_platform == 'linux'",  # gamepads through the Linux input layer
     ],
     extras_require={
         # ROS 2 from PyPI wheels, for machines without a ROS distribution.

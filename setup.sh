@@ -8,11 +8,16 @@ cd "$(dirname "$0")"
 VENV="${VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
-if ! ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa.so'; then
-  echo "setup: installing Mesa EGL for headless rendering"
+# System libraries: Mesa EGL (headless MuJoCo rendering), libusb (pyrealsense2), hidapi
+# (pyspacemouse). Installed only where one is missing.
+if ! ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa.so' \
+   || ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' \
+   || ! ldconfig -p 2>/dev/null | grep -q 'libhidapi-hidraw.so.0'; then
+  echo "setup: installing system libraries (Mesa EGL, libusb, hidapi)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 \
+    libusb-1.0-0 libhidapi-hidraw0 libhidapi-libusb0 >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -28,4 +33,4 @@ if [ ! -x .venv-zarr2/bin/python ]; then
   "$PY" -m venv .venv-zarr2
   .venv-zarr2/bin/python -m pip install -q "zarr==2.18.*"
 fi
-"$VENV/bin/python" -c "import rclpy, mujoco, torch, onnxruntime, zarr; print('setup: ok (torch', torch.__version__, ', mujoco', mujoco.__version__, ')')"
+"$VENV/bin/python" -c "import rclpy, mujoco, torch, onnxruntime, zarr, cv2, pyrealsense2, pyspacemouse; print('setup: ok (torch', torch.__version__, ', mujoco', mujoco.__version__, ')')"
