@@ -75,6 +75,28 @@ def params_under(node: Node, prefix: str) -> dict:
     return out
 
 
+def settings(node: Node, cls):
+    """A node's settings dataclass from its parameters (the shared YAML's /** section, the
+    node's own section, then -p): each field from the parameter of its name, a nested dataclass
+    field from the parameters under `<name>.`; absent ones keep the dataclass default, which is
+    the shipped YAML's value (tests/test_settings.py holds the two together)."""
+    import dataclasses
+
+    from robot_rl.configs import from_mapping, nested_fields
+
+    nested = nested_fields(cls)
+    values: dict = {}
+    for f in dataclasses.fields(cls):
+        if f.name in nested:
+            sub = params_under(node, f.name)
+            if sub:
+                values[f.name] = sub
+        elif node.has_parameter(f.name) and node.get_parameter(f.name).value is not None:
+            v = node.get_parameter(f.name).value
+            values[f.name] = list(v) if isinstance(v, (list, tuple)) else v
+    return from_mapping(cls, values, node.get_name())
+
+
 def csv_list(value) -> list[str]:
     """ROS parameters cannot hold an empty list; lists of names are spelled "a,b" ("" = none)."""
     if isinstance(value, (list, tuple)):
