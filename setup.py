@@ -50,6 +50,7 @@ setup(
             "ros-sensor-msgs",
             "ros-geometry-msgs",
             "ros-diagnostic-msgs",
+            "ros-std-srvs",  # the actor's clear_estop service (Trigger)
             "ros-rmw-fastrtps-cpp",
         ],
         "test": ["pytest>=7"],

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     actor = subprocess.Popen(
         [sys.executable] + (["-m", "cProfile", "-o", os.environ["ACTOR_PROFILE"]] if os.environ.get("ACTOR_PROFILE") else []) + ["-m", "robot_rl.nodes.actor", "--ros-args", "-p", "trigger:=observation",
          "-p", f"policy_cameras:={args.cameras}", "-p", f"run_dir:={run_dir}", "-p", "use_sim_time:=false",
-         "-p", "safety.stale_timeout_s:=1000.0"],
+         "-p", "safety.stale_timeout_s:=1000.0", "-p", "wait_for_learner:=false", "-p", "learner_sync_lag:=0"],
         stdout=open(run_dir / "actor.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )

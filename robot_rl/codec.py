@@ -26,9 +26,8 @@ from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import UInt8MultiArray
 
-from robot_rl.data.schema import BOOKKEEPING
 from robot_rl.names import GRIPPER_JOINT
-from robot_rl.spec import ObsSpec, canonical_quat, object_vector, proprio_vector
+from robot_rl.spec import BOOKKEEPING, ObsSpec, canonical_quat, object_vector, proprio_vector
 
 MAGIC = b"RRLP"
 PAYLOAD_VERSION = 1
@@ -37,7 +36,7 @@ KIND_NAMES = {TRANSITIONS: "transitions", EPISODE_END: "episode_end", POLICY: "p
 _HEADER = struct.Struct("<4sHHQI")
 _ALLOWED_DTYPES = {"|u1", "|i1", "<u2", "<i2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "|b1"}
 # Per-step bookkeeping carried with every transition besides the obs keys and "action": the
-# store's own table, so a transition and a stored step are the same thing.
+# same table the store uses (robot_rl.spec), so a transition and a stored step are one thing.
 STEP_SCALARS = BOOKKEEPING
 
 
@@ -135,10 +134,18 @@ def encode_transitions(steps: list[dict], meta: dict) -> UInt8MultiArray:
     return payload_msg(TRANSITIONS, pack_arrays(meta, arrays))
 
 
-def decode_transitions(msg, obs_spec: ObsSpec, action_dim: int) -> tuple[dict, list[dict]]:
-    """-> (meta, steps); raises PayloadError unless every key has the expected shape."""
-    _, body = payload_from_msg(msg, TRANSITIONS)
+def decode_bulk(msg) -> tuple[int, dict, dict]:
+    """One pass over a bulk message of any kind: (kind, meta, arrays), the header and crc read
+    once. A receiver that takes several kinds on one topic (the learner) decodes with this and
+    hands the arrays to transitions_from / episode_end_from."""
+    kind, body = payload_from_msg(msg)
     meta, arrays = unpack_arrays(body)
+    return kind, meta, arrays
+
+
+def transitions_from(meta: dict, arrays: dict, obs_spec: ObsSpec, action_dim: int) -> tuple[dict, list[dict]]:
+    """Unpacked transitions -> (meta, steps); raises PayloadError naming the first key that is
+    missing or has another shape than expected."""
     expected = {k: tuple(s) for k, s in obs_spec.shapes.items()}
     expected["action"] = (action_dim,)
     expected.update({k: () for k in STEP_SCALARS})
@@ -154,13 +161,18 @@ def decode_transitions(msg, obs_spec: ObsSpec, action_dim: int) -> tuple[dict, l
     return meta, steps
 
 
+def decode_transitions(msg, obs_spec: ObsSpec, action_dim: int) -> tuple[dict, list[dict]]:
+    """-> (meta, steps); raises PayloadError unless every key has the expected shape."""
+    _, body = payload_from_msg(msg, TRANSITIONS)
+    return transitions_from(*unpack_arrays(body), obs_spec, action_dim)
+
+
 def encode_episode_end(final_obs: dict, meta: dict) -> UInt8MultiArray:
     return payload_msg(EPISODE_END, pack_arrays(meta, {k: np.asarray(v) for k, v in final_obs.items()}))
 
 
-def decode_episode_end(msg, obs_spec: ObsSpec) -> tuple[dict, dict]:
-    _, body = payload_from_msg(msg, EPISODE_END)
-    meta, arrays = unpack_arrays(body)
+def episode_end_from(meta: dict, arrays: dict, obs_spec: ObsSpec) -> tuple[dict, dict]:
+    """Unpacked episode end -> (meta, final obs); PayloadError unless it fits obs_spec."""
     try:
         obs_spec.check(arrays)
     except ValueError as e:
@@ -168,9 +180,16 @@ def decode_episode_end(msg, obs_spec: ObsSpec) -> tuple[dict, dict]:
     return meta, arrays
 
 
+def decode_episode_end(msg, obs_spec: ObsSpec) -> tuple[dict, dict]:
+    _, body = payload_from_msg(msg, EPISODE_END)
+    return episode_end_from(*unpack_arrays(body), obs_spec)
+
+
 # ---------------------------------------------------------------------------- policies
-def encode_policy(onnx_bytes: bytes, version: int, meta: dict | None = None) -> UInt8MultiArray:
-    m = dict(meta or {}, version=int(version), sha256=hashlib.sha256(onnx_bytes).hexdigest())
+def encode_policy(onnx_bytes: bytes, version: int, meta: dict | None = None, *,
+                  sha256: str | None = None) -> UInt8MultiArray:
+    """sha256: the bytes' hash when the caller already has it (the learner's export takes it once)."""
+    m = dict(meta or {}, version=int(version), sha256=sha256 or hashlib.sha256(onnx_bytes).hexdigest())
     return payload_msg(POLICY, pack_arrays(m, {"onnx": np.frombuffer(onnx_bytes, np.uint8)}))
 
 
@@ -303,7 +322,7 @@ def observation_from_msgs(msgs: dict, cameras=(), with_object: bool = True,
                           gripper_joints=(GRIPPER_JOINT,)) -> dict:
     """The spec's observation dict from one observation's messages (topic -> message, the
     contract's topic names). Raises CodecError."""
-    from robot_rl import contract as C  # message types only; no cycle (contract imports no codec)
+    from robot_rl import names as C  # the contract's topic names (ROS-free spellings)
 
     obs = {"proprio": proprio_from_msgs(msgs[C.JOINT_STATES], msgs[C.EE_POSE], gripper_joints)}
     if with_object:

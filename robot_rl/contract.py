@@ -50,28 +50,29 @@ from std_msgs.msg import Bool, Int64, String, UInt8MultiArray
 
 from robot_rl.names import (  # noqa: F401  re-exported: the ROS-free spellings live there
     BASE_FRAME,
+    CLOCK,
+    COMMAND_GRIPPER,
+    COMMAND_TWIST,
+    DIAGNOSTICS,
+    EE_POSE,
+    ESTOP,
+    EVALUATING,
     GRIPPER_JOINT,
+    JOINT_STATES,
+    LEARNER_PROGRESS,
+    OBJECT_POSES,
+    POLICY,
+    TASK_STATUS,
+    TELEOP_ENGAGED,
+    TELEOP_EVENT,
+    TELEOP_GRIPPER,
+    TELEOP_TWIST,
+    TRANSITIONS,
     camera_frame,
     camera_info_topic,
     camera_topic,
 )
 
-JOINT_STATES = "joint_states"
-EE_POSE = "ee_pose"
-OBJECT_POSES = "object_poses"
-TASK_STATUS = "task/status"
-COMMAND_TWIST = "command/twist"
-COMMAND_GRIPPER = "command/gripper"
-TELEOP_TWIST = "teleop/twist"
-TELEOP_GRIPPER = "teleop/gripper"
-TELEOP_ENGAGED = "teleop/engaged"
-TELEOP_EVENT = "teleop/event"
-EVALUATING = "actor/evaluating"
-TRANSITIONS = "learner/transitions"
-POLICY = "learner/policy"
-LEARNER_PROGRESS = "learner/progress"
-DIAGNOSTICS = "/diagnostics"
-CLOCK = "/clock"
 
 @dataclass(frozen=True)
 class Qos:
@@ -98,8 +99,6 @@ PROGRESS_QOS = Qos(depth=1, transient_local=True)
 EVENT_QOS = Qos(depth=50)
 DIAGNOSTICS_QOS = Qos(depth=20)
 CLOCK_QOS = Qos(depth=1)
-
-ESTOP = "estop"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ class SafetyConfig:
     workspace_min: tuple = (0.25, -0.35, 0.01)  # metres, base frame
     workspace_max: tuple = (0.75, 0.35, 0.45)
     stale_timeout_s: float = 0.5  # observation older than this -> hold
-    control_dt: float = 0.1
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SafetyConfig":
@@ -52,8 +51,13 @@ class SafetyResult:
 
 
 class SafetyFilter:
-    def __init__(self, cfg: SafetyConfig):
+    def __init__(self, cfg: SafetyConfig, control_dt: float):
+        """control_dt: the control period (1 / the graph's rate_hz): what the acceleration bound
+        and the workspace look-ahead are taken over, so it is never set apart from the rate."""
+        if not control_dt > 0:
+            raise ValueError(f"control_dt must be positive, got {control_dt}")
         self.cfg = cfg
+        self.control_dt = float(control_dt)
         self.lo = np.asarray(cfg.workspace_min, np.float64)
         self.hi = np.asarray(cfg.workspace_max, np.float64)
         self.prev_twist = np.zeros(6)
@@ -83,13 +87,13 @@ class SafetyFilter:
         v[3:], r = _clip_norm(v[3:], cfg.max_ang_vel)
         if r:
             reasons.append("angular speed clipped")
-        dv_lin, r1 = _clip_norm(v[:3] - self.prev_twist[:3], cfg.max_lin_accel * cfg.control_dt)
-        dv_ang, r2 = _clip_norm(v[3:] - self.prev_twist[3:], cfg.max_ang_accel * cfg.control_dt)
+        dv_lin, r1 = _clip_norm(v[:3] - self.prev_twist[:3], cfg.max_lin_accel * self.control_dt)
+        dv_ang, r2 = _clip_norm(v[3:] - self.prev_twist[3:], cfg.max_ang_accel * self.control_dt)
         v[:3], v[3:] = self.prev_twist[:3] + dv_lin, self.prev_twist[3:] + dv_ang
         if r1 or r2:
             reasons.append("rate limited")
         # Workspace: velocity that lands exactly on the face is the fastest allowed outward move.
-        dt = cfg.control_dt
+        dt = self.control_dt
         upper = np.maximum((self.hi - ee) / dt, 0.0)
         lower = np.minimum((self.lo - ee) / dt, 0.0)
         clipped = np.clip(v[:3], lower, upper)

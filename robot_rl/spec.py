@@ -24,6 +24,18 @@ import numpy as np
 PROPRIO_DIM = 8
 POSE_DIM = 7
 
+# Per-step bookkeeping every stored step and every transition on the wire carries besides the
+# observation keys and "action": key -> (shape, dtype). One table for the store and the codec.
+BOOKKEEPING = {
+    "reward": ((), "<f4"),
+    "terminated": ((), "|b1"),
+    "truncated": ((), "|b1"),
+    "intervened": ((), "|b1"),
+    "policy_version": ((), "<i8"),
+    "timestamp": ((), "<f8"),
+    "eval": ((), "|b1"),
+}
+
 
 def canonical_quat(quat_wxyz) -> np.ndarray:
     """Unit quaternion with w >= 0, so q and -q map to one vector."""

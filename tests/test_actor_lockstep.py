@@ -67,7 +67,7 @@ def actor_and_world(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "robot_rl.nodes.actor", "--ros-args", "-p", "trigger:=observation",
          "-p", f"run_dir:={tmp_path}", "-p", "use_sim_time:=false", "-p", "teleop_wait_s:=10.0",
-         "-p", "safety.stale_timeout_s:=1000.0"],
+         "-p", "safety.stale_timeout_s:=1000.0", "-p", "wait_for_learner:=false"],
         stdout=open(tmp_path / "actor.log", "w"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         deadline = time.monotonic() + 60

@@ -175,7 +175,7 @@ def test_different_seeds_place_the_cube_differently():
 
 
 def test_bad_config_is_rejected_with_a_clear_error():
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown twin keys"):
         TwinConfig.from_dict({"control_hz": 10, "bogus": 1})
     with pytest.raises(ValueError, match="unknown task"):
         make_env("fold_laundry")

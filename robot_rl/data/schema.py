@@ -7,16 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Per-step keys added to every schema: key -> (shape, dtype).
-BOOKKEEPING = {
-    "reward": ((), "<f4"),
-    "terminated": ((), "|b1"),
-    "truncated": ((), "|b1"),
-    "intervened": ((), "|b1"),
-    "policy_version": ((), "<i8"),
-    "timestamp": ((), "<f8"),
-    "eval": ((), "|b1"),
-}
+from robot_rl.spec import BOOKKEEPING  # noqa: F401  the step table lives with the layout
+
 SOURCES = ("demo", "policy", "intervention", "eval")
 
 

@@ -8,6 +8,7 @@ human has decided about that observation.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,29 +16,42 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, String
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, publisher, run, subscription
+from robot_rl.nodes.ros import csv_list, make_node_options, publisher, run, settings, subscription
 from robot_rl.safety import SafetyConfig
 from robot_rl.spec import ActionSpec
 from robot_rl.teleop.takeover import TakeoverConfig, TakeoverRule
 
 
+@dataclass
+class TeleopSettings:
+    """The teleop node's parameters; defaults are config/sim.yaml's (tests/test_settings.py)."""
+
+    task: str = "pick_cube"
+    run_dir: str = "runs/sim"
+    seed: int = 0
+    driver: str = "scripted"  # scripted (the twin's expert + a takeover rule) in sim
+    expert_noise: float = 0.1
+    gripper_joints: str = C.GRIPPER_JOINT  # as the actor's
+    action: ActionSpec = field(default_factory=ActionSpec)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)  # the takeover rule's workspace
+    takeover: TakeoverConfig = field(default_factory=TakeoverConfig)
+
+
 class TeleopNode(Node):
     def __init__(self):
         super().__init__("teleop", **make_node_options())
-        driver = param(self, "driver", "scripted")
-        if driver != "scripted":
-            raise ValueError(f"teleop driver {driver!r} is not available in this build (scripted)")
-        from robot_rl.twin import make_expert
+        s = settings(self, TeleopSettings)
+        if s.driver != "scripted":
+            raise ValueError(f"teleop driver {s.driver!r} is not available in this build (scripted)")
+        # The scripted expert plans from observations with plain NumPy: no simulator loaded here.
+        from robot_rl.twin.experts import make_expert
 
-        self.task = param(self, "task", "pick_cube")
-        self.run_dir = Path(param(self, "run_dir", "runs/sim"))
-        seed = int(param(self, "seed", 0))
-        self.expert = make_expert(self.task, noise=param(self, "expert_noise", 0.1), seed=seed + 1)
-        self.action_spec = ActionSpec(**params_under(self, "action"))
-        safety = SafetyConfig.from_dict(params_under(self, "safety"))
-        self.rule = TakeoverRule(TakeoverConfig.from_dict(params_under(self, "takeover")),
-                                 safety.workspace_min, safety.workspace_max, seed=seed + 2)
-        self.gripper_joints = csv_list(param(self, "gripper_joints", C.GRIPPER_JOINT))  # as the actor's
+        self.task = s.task
+        self.run_dir = Path(s.run_dir)
+        self.expert = make_expert(s.task, noise=s.expert_noise, seed=s.seed + 1)
+        self.action_spec = s.action
+        self.rule = TakeoverRule(s.takeover, s.safety.workspace_min, s.safety.workspace_max, seed=s.seed + 2)
+        self.gripper_joints = csv_list(s.gripper_joints)
         self.latest: dict = {}
         self.last_key = -1
         self.answer = None  # (engaged, twist, grip, stamp) of the last observation answered

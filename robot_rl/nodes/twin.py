@@ -11,6 +11,7 @@ every second, so nodes that start later still hear it.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from rclpy.clock import Clock as RosClock, ClockType
@@ -18,8 +19,26 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, publisher, run, subscription
+from robot_rl.nodes.ros import csv_list, make_node_options, publisher, run, settings, subscription
+from robot_rl.safety import SafetyConfig
 from robot_rl.spec import ActionSpec
+
+
+@dataclass
+class TwinSettings:
+    """The twin node's parameters; defaults are config/sim.yaml's (tests/test_settings.py)."""
+
+    task: str = "pick_cube"
+    seed: int = 0
+    publish_cameras: str = "front"  # rendered and published every `camera_every` steps
+    policy_cameras: str = ""  # rendered every step (what the policy sees)
+    camera_every: int = 10
+    image_size: int = 64
+    lockstep_timeout_s: float = 30.0  # wall seconds to wait for the actor's command, then hold
+    max_episode_steps: int = 100
+    rate_hz: float = 10.0  # one env step per control period
+    action: ActionSpec = field(default_factory=ActionSpec)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)  # its workspace box clips the twin too
 
 
 class TwinNode(Node):
@@ -29,26 +48,24 @@ class TwinNode(Node):
         super().__init__("twin", **make_node_options())
         from robot_rl.twin import make_env  # MuJoCo is only needed by this node
 
-        self.task = param(self, "task", "pick_cube")
-        self.cameras = csv_list(param(self, "publish_cameras", "front"))
-        policy_cams = csv_list(param(self, "policy_cameras", ""))
+        s = settings(self, TwinSettings)
+        self.task = s.task
+        policy_cams = csv_list(s.policy_cameras)
+        self.cameras = csv_list(s.publish_cameras)
         self.cameras += [c for c in policy_cams if c not in self.cameras]
         self.every_step = set(policy_cams)  # what the policy sees is rendered every step
-        self.camera_every = max(1, int(param(self, "camera_every", 1)))
-        self.timeout_s = param(self, "lockstep_timeout_s", 2.0)
-        self.action_spec = ActionSpec(**params_under(self, "action"))
-        safety = params_under(self, "safety")
-        overrides = {"max_episode_steps": int(param(self, "max_episode_steps", 100))}
-        for k in ("workspace_min", "workspace_max"):
-            if k in safety:
-                overrides[k] = tuple(safety[k])
-        overrides.update(rotation=self.action_spec.rotation, max_lin_vel=self.action_spec.max_lin_vel,
-                         max_ang_vel=self.action_spec.max_ang_vel)
+        self.camera_every = max(1, s.camera_every)
+        self.timeout_s = s.lockstep_timeout_s
+        self.action_spec = s.action
         # State-only env: cameras are rendered on demand, only when published.
-        self.env = make_env(task=self.task, cameras=(), image_size=int(param(self, "image_size", 64)),
-                            seed=int(param(self, "seed", 0)), **overrides)
+        self.env = make_env(task=s.task, cameras=(), image_size=s.image_size, seed=s.seed,
+                            max_episode_steps=s.max_episode_steps, control_hz=s.rate_hz,
+                            workspace_min=s.safety.workspace_min, workspace_max=s.safety.workspace_max,
+                            rotation=s.action.rotation, max_lin_vel=s.action.max_lin_vel,
+                            max_ang_vel=s.action.max_ang_vel)
         self.sim = self.env.unwrapped
-        self.seed = int(param(self, "seed", 0))
+        self.seed = s.seed
+        self.estop = False  # honoured like the robot's controller: zero motion while asserted
 
         self.pub_joints = publisher(self, C.JOINT_STATES)
         self.pub_ee = publisher(self, C.EE_POSE)
@@ -59,6 +76,7 @@ class TwinNode(Node):
         self.pub_clock = publisher(self, C.CLOCK)
         subscription(self, C.COMMAND_TWIST, self._on_twist)
         subscription(self, C.COMMAND_GRIPPER, self._on_gripper)
+        subscription(self, C.ESTOP, lambda m: setattr(self, "estop", bool(m.data)))
 
         self.t = 0.0
         self.episode = 0
@@ -111,6 +129,9 @@ class TwinNode(Node):
         self.commanded = True
         self.commands = {k: v for k, v in self.commands.items() if k > key}
         self.last_grip = grip
+        if self.estop:
+            twist = np.zeros(6)  # the gripper keeps its last command: an e-stop drops nothing
+            grip = self.last_grip
         action = self.action_spec.from_command(np.nan_to_num(twist), grip)
         _, reward, terminated, truncated, info = self.env.step(action)
         self.t += self.sim.control_dt

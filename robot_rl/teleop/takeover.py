@@ -19,7 +19,7 @@ from robot_rl.configs import from_mapping
 class TakeoverConfig:
     stuck_steps: int = 25
     min_progress: float = 0.005
-    max_takeover_steps: int = 20
+    max_takeover_steps: int = 30  # the expert picks the cube in ~25 steps
     cooldown_steps: int = 10
     takeover_prob: float = 1.0
     leave_margin: float = 0.01

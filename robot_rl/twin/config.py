@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from robot_rl.configs import from_mapping
 from robot_rl.spec import ActionSpec
 
 
@@ -145,9 +146,5 @@ class TwinConfig:
 
 
 def _build(cls, d: dict, where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; expected some of {sorted(names)}")
-    d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-    return cls(**d)
+    # the one config loader (lists become tuples for every field here: all are fixed-size)
+    return from_mapping(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}, where)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.spec import ActionSpec
-from robot_rl.twin.tasks import make_task
+from robot_rl.twin.task_params import task_params as resolve_task_params
 
 
 class _Expert:
     def __init__(self, task_params=None, noise: float = 0.0, seed=None, action_spec=None,
                  gain: float = 6.0):
-        self.p = make_task(self.task, task_params).p
+        self.p = resolve_task_params(self.task, task_params)
         self.noise = float(noise)
         self.rng = np.random.default_rng(seed)
         self.spec = action_spec or ActionSpec()

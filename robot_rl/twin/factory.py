@@ -35,3 +35,6 @@ def register_envs() -> None:
     for task, env_id in ENV_IDS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=make_env, kwargs={"task": task})
+
+
+register_envs()  # importing the factory makes gym.make("robot_rl/PickCube-v0") work

@@ -13,7 +13,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-TABLE_Z = 0.0  # table top in the base frame (sim/cell.xml)
+from robot_rl.twin.task_params import TABLE_Z, TASK_DEFAULTS, task_params
 
 
 def _yaw_quat(yaw: float) -> np.ndarray:
@@ -27,13 +27,7 @@ class Task:
     default_max_steps = 100
 
     def __init__(self, params: dict | None = None):
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise ValueError(
-                f"task {self.name!r}: unknown task_params {unknown}; expected some of {sorted(self.defaults)}"
-            )
-        self.p = {**self.defaults, **params}
+        self.p = task_params(self.name, params)
 
     # -- model --
     def build(self, spec: mujoco.MjSpec) -> None:
@@ -68,14 +62,7 @@ class Task:
 class PickCube(Task):
     name = "pick_cube"
     object_names = ("cube",)
-    defaults = dict(
-        cube_half=0.02,  # m (a 4 cm cube)
-        cube_mass=0.05,  # kg
-        x_range=(0.35, 0.6),  # cube centre, base frame
-        y_range=(-0.2, 0.2),
-        yaw_range=0.3,  # +- rad (the 4-D action cannot turn the gripper)
-        lift_height=0.1,  # m above its rest height
-    )
+    defaults = TASK_DEFAULTS["pick_cube"]
 
     def build(self, spec):
         h = self.p["cube_half"]
@@ -111,22 +98,7 @@ class PickCube(Task):
 class PegInsert(Task):
     name = "peg_insert"
     object_names = ("peg", "hole")
-    defaults = dict(
-        peg_half=0.01,  # m, half side of the square peg (2 cm)
-        peg_length=0.08,
-        peg_mass=0.05,
-        clearance=0.001,  # m per side between peg and hole
-        hole_depth=0.04,
-        block_half=0.05,  # half side of the block the hole is cut in
-        insert_depth=0.025,  # success: peg tip this far below the rim
-        x_range=(0.42, 0.58),  # hole centre, base frame
-        y_range=(-0.15, 0.15),
-        hole_yaw_range=0.0,  # +- rad; > 0 needs rotation actions to align the peg
-        peg_start="hand",  # hand | table
-        grip_depth_range=(0.03, 0.045),  # peg in hand: tip this far below the TCP
-        peg_x_range=(0.35, 0.6),  # peg on the table
-        peg_y_range=(-0.2, 0.2),
-    )
+    defaults = TASK_DEFAULTS["peg_insert"]
 
     def __init__(self, params=None):
         super().__init__(params)
