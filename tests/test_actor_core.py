@@ -316,3 +316,19 @@ def test_steps_reach_the_store_before_the_wire(tmp_path):
 
     root = zarr.open_group(str(tmp_path / "store.zarr"), mode="r")
     assert root["data/action"].shape[0] == 3
+
+
+def test_policy_file_runs_from_the_start_and_a_bad_one_fails_it(tmp_path):
+    good = tmp_path / "actor.onnx"
+    good.write_bytes(onnx_policy(CHUNK))
+    core, io = make(tmp_path, policy_file=str(good))
+    assert core.version == 0
+    Sim(core, io).step()
+    assert round(io.commands[-1][0][0] / 0.2, 4) == 0.1
+    core.close()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(onnx_policy(CHUNK, n_obj=14)[:50])
+    with pytest.raises(ValueError, match="bad.onnx"):
+        make(tmp_path, policy_file=str(bad))
+    with pytest.raises(ValueError, match="missing.onnx"):
+        make(tmp_path, policy_file=str(tmp_path / "missing.onnx"))

@@ -57,6 +57,7 @@ class ActorSettings:
     eval_every: int = 500  # training steps between evaluation blocks (0 = never)
     eval_episodes: int = 10  # episodes per block, no intervention allowed
     sensor_reliability: str = "reliable"  # best_effort where the drivers publish best-effort
+    policy_file: str = ""  # an ONNX actor to run from the start (version 0) until a newer one arrives
 
     def __post_init__(self):
         if self.trigger not in ("timer", "observation"):
@@ -114,6 +115,7 @@ class ActorCore:
         self.waiting_since: float | None = None
         self.learner_progress = 0
 
+        self.obs_shapes: dict = {}  # key -> shape, from the first observation
         self.policy: OnnxPolicy | None = None
         self.next_policy: OnnxPolicy | None = None  # arrived during an evaluation
         self.versions_used: set[int] = set()
@@ -131,6 +133,11 @@ class ActorCore:
         if self.estop_latched:
             io.log("warn", f"e-stop latched from before this start ({self.run_dir / ESTOP_LATCH_FILE}); "
                            "holding until cleared")
+        if s.policy_file:  # a wrong file fails the start, naming it
+            try:
+                self._swap(self._verified(Path(s.policy_file).read_bytes(), 0))
+            except (OSError, PolicyError) as e:
+                raise ValueError(f"policy_file {s.policy_file}: {e}") from None
         self.stale_topics: list[str] = []
         self.holds = 0
         self.hold_reasons: dict[str, int] = {}
@@ -139,7 +146,6 @@ class ActorCore:
         self.recent = deque(maxlen=20)  # (success, intervened) of the last training episodes
         self.log: EpisodeLog | None = None
         self.store = None
-        self.obs_shapes: dict = {}  # key -> shape, from the first observation
 
     # ------------------------------------------------------------------ inputs
     def sensor(self, topic: str, msg) -> None:
@@ -178,15 +184,7 @@ class ActorCore:
         evaluation, which measures one policy). Anything wrong keeps the last good one."""
         try:
             version, blob, _meta = codec.decode_policy(msg)
-            policy = OnnxPolicy(blob, version, self.spec.dim)
-            missing = set(policy.obs_spec.shapes) - set(self.obs_keys)
-            if missing:
-                raise PolicyError(f"policy needs observations {sorted(missing)} this actor does not have")
-            wrong = {k: (shape, self.obs_shapes[k]) for k, shape in policy.obs_spec.shapes.items()
-                     if k in self.obs_shapes and tuple(shape) != self.obs_shapes[k]}
-            if wrong:
-                raise PolicyError("policy expects observation shapes that differ from this robot's: " + ", ".join(
-                    f"{k} {want} (robot: {have})" for k, (want, have) in wrong.items()))
+            policy = self._verified(blob, version)
         except (codec.PayloadError, PolicyError) as e:
             self.io.log("error", f"policy rejected, keeping version {self.version}: {e}")
             return
@@ -197,6 +195,19 @@ class ActorCore:
             self.next_policy = policy
             return
         self._swap(policy)
+
+    def _verified(self, blob: bytes, version: int) -> OnnxPolicy:
+        """An ONNX actor this robot can run, or PolicyError saying why not."""
+        policy = OnnxPolicy(blob, version, self.spec.dim)
+        missing = set(policy.obs_spec.shapes) - set(self.obs_keys)
+        if missing:
+            raise PolicyError(f"policy needs observations {sorted(missing)} this actor does not have")
+        wrong = {k: (shape, self.obs_shapes[k]) for k, shape in policy.obs_spec.shapes.items()
+                 if k in self.obs_shapes and tuple(shape) != self.obs_shapes[k]}
+        if wrong:
+            raise PolicyError("policy expects observation shapes that differ from this robot's: " + ", ".join(
+                f"{k} {want} (robot: {have})" for k, (want, have) in wrong.items()))
+        return policy
 
     def set_estop(self, asserted: bool) -> None:
         """The e-stop topic. True latches at once (and on disk); False alone does not release:
