@@ -30,6 +30,14 @@ def ros_arg(value) -> str:
     return str(value)
 
 
+def node_overrides(overrides: dict, node: str) -> dict:
+    """The overrides one node gets: every plain key, plus those spelled `<node>/<key>` for it
+    alone (the teleop's `driver` is not the camera nodes' `driver`)."""
+    out = {k: v for k, v in overrides.items() if "/" not in k}
+    out.update({k.split("/", 1)[1]: v for k, v in overrides.items() if k.startswith(node + "/")})
+    return out
+
+
 def _die_with_parent() -> None:
     """Linux: the node gets SIGTERM if the process that launched it dies, even by SIGKILL, so a
     killed `robot-rl` never leaves a graph running behind it."""
@@ -42,9 +50,12 @@ def _die_with_parent() -> None:
 
 
 class Graph:
-    def __init__(self, nodes: list[NodeSpec], params_file: str, overrides: dict, run_dir: Path, env: dict | None = None):
+    def __init__(self, nodes: list[NodeSpec], params_file, overrides: dict, run_dir: Path, env: dict | None = None,
+                 namespace: str = ""):
         self.nodes = nodes
-        self.params_file = params_file
+        # one params file or several, later ones winning (robot.yaml, then robot_twin.yaml)
+        self.params_files = [params_file] if isinstance(params_file, (str, Path)) else list(params_file)
+        self.namespace = namespace  # a cell of its own on a shared ROS domain (cell_a/...)
         self.overrides = overrides
         self.run_dir = Path(run_dir)
         self.env = dict(os.environ, **(env or {}))
@@ -58,14 +69,17 @@ class Graph:
         path = self.run_dir / "overrides.yaml"
         lines = []
         for spec in self.nodes:
+            mine = node_overrides(self.overrides, spec.name)
             lines += [f"{spec.name}:", "  ros__parameters:"]
-            lines += [f"    {k}: {ros_arg(v)}" for k, v in self.overrides.items()] or ["    {}"]
+            lines += [f"    {k}: {ros_arg(v)}" for k, v in mine.items()] or ["    {}"]
         path.write_text("\n".join(lines) + "\n")
         return path
 
     def command(self, spec: NodeSpec) -> list[str]:
-        return [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}",
-                "--params-file", self.params_file, "--params-file", str(self.overrides_file())]
+        files = [str(f) for f in self.params_files] + [str(self.overrides_file())]
+        ns = ["-r", f"__ns:=/{self.namespace.strip('/')}"] if self.namespace else []
+        return [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}", *ns] + \
+            [a for f in files for a in ("--params-file", f)]
 
     def start(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -22,15 +22,49 @@ NODES = {
     "teleop": NodeSpec("teleop", "teleop_node", "robot_rl.nodes.teleop"),
     "actor": NodeSpec("actor", "actor_node", "robot_rl.nodes.actor"),
     "learner": NodeSpec("learner", "learner_node", "robot_rl.nodes.learner"),
+    # The robot half: what runs beside a lab's own drivers.
+    "robot_state": NodeSpec("robot_state", "robot_state_node", "robot_rl.nodes.robot_state"),
+    "command_adapter": NodeSpec("command_adapter", "command_adapter_node", "robot_rl.nodes.command_adapter"),
+    "task_status": NodeSpec("task_status", "task_status_node", "robot_rl.nodes.task_status"),
+    "twin_driver": NodeSpec("twin_driver", "twin_driver_node", "robot_rl.nodes.twin_driver"),
 }
 
 GRAPHS = {
     # The twin stands in for the robot's drivers; everything else is what runs on the robot.
     "sim": (["learner", "actor", "teleop", "twin"], "sim.yaml"),
     "learner": (["learner"], "sim.yaml"),
+    # The learner for a robot (a GPU box on the robot's ROS domain): wall time, robot.yaml.
+    "robot_learner": (["learner"], "robot.yaml"),
     # Recording demonstrations through the graph: the teleop drives every step, no learner.
     "record": (["actor", "teleop", "twin"], "sim.yaml"),
 }
+
+
+def camera_node(camera: str) -> NodeSpec:
+    """One camera node per camera, named camera_<camera> (its section in the params file)."""
+    return NodeSpec(f"camera_{camera}", "camera_node", "robot_rl.nodes.camera")
+
+
+def robot_graph(cameras=(), use_twin: bool = False, teleop: bool = True, learner: bool = False
+                ) -> tuple[list[NodeSpec], list[str]]:
+    """The robot graph -> (nodes in start order, params files in order, later ones winning).
+
+    On the robot: a camera node per camera, the state adapter and the command adapters beside
+    the lab's drivers, the actor on its wall-clock timer, the person's teleop device and the
+    operator's episode status (task_status). The learner usually runs on a GPU box
+    (`robot-rl learner`). use_twin: the twin poses as the cell's drivers (config/robot_twin.yaml
+    on top of config/robot.yaml) and, as the cell's reward source, replaces task_status.
+    """
+    names = (["twin_driver"] if use_twin else []) + ["robot_state", "command_adapter"]
+    names += (["learner"] if learner else []) + ["actor"]
+    names += (["teleop"] if teleop else []) + ([] if use_twin else ["task_status"])
+    nodes = [camera_node(c) for c in cameras] + [NODES[n] for n in names]
+    if use_twin:  # the drivers first: the rest of the graph reads them
+        nodes.insert(0, nodes.pop(len(cameras)))
+    params = [str(share_file("config", "robot.yaml"))]
+    if use_twin:
+        params.append(str(share_file("config", "robot_twin.yaml")))
+    return nodes, params
 
 
 def graph(name: str) -> tuple[list[NodeSpec], str]:

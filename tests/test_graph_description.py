@@ -33,7 +33,7 @@ def test_launch_files_use_the_graph_description():
     for path in (ROOT / "launch").glob("*.launch.py"):
         tree = ast.parse(path.read_text())
         calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-        assert "graph" in calls, f"{path.name} does not read robot_rl.graph"
+        assert {"graph", "robot_graph"} & set(calls), f"{path.name} does not read robot_rl.graph"
 
 
 def test_cli_overrides_win_over_node_sections(tmp_path):
@@ -55,3 +55,55 @@ def test_cli_param_values_are_typed_like_ros2_run():
     assert got == {"publish_every": 15, "agent.conv_channels": [8, 8], "wait_for_learner": False,
                    "policy_cameras": "front,wrist", "policy_cameras_none": "", "run_dir": "/tmp/x y",
                    "agent.lr": 0.001}
+
+
+def test_robot_graph_resolves_and_its_params_are_settings():
+    """Every node of the robot graph (twin or not) has a section in its params files, every key
+    there is a setting of that node (a typo fails here, not on the robot), and the launch file
+    names only real executables (setup.py console scripts) and its arguments."""
+    import dataclasses
+
+    from robot_rl.graph import robot_graph
+
+    text = (ROOT / "setup.py").read_text()
+    for use_twin in (False, True):
+        nodes, params = robot_graph(["front", "wrist"], use_twin=use_twin, teleop=True, learner=True)
+        merged: dict = {}
+        for path in params:
+            assert Path(path).exists(), path
+            for section, body in yaml.safe_load(Path(path).read_text()).items():
+                merged.setdefault(section, {}).update(body["ros__parameters"])
+        for spec in nodes:
+            assert spec.name in merged or spec.name in ("teleop", "task_status"), f"no section for {spec.name}"
+            assert f"{spec.executable} = {spec.module}:main" in text or f'"{spec.executable.removesuffix("_node")}"' in text, \
+                f"setup.py has no console script {spec.executable}"
+            mod = importlib.import_module(spec.module)
+            assert callable(mod.main)
+            cls = _settings_class(mod)
+            if cls is None:
+                continue
+            names = {f.name for f in dataclasses.fields(cls)} | {"use_sim_time"}
+            keys = set(merged.get(spec.name, {})) | set(merged["/**"])
+            own = set(merged.get(spec.name, {}))
+            assert not own - names, f"{spec.name}: {sorted(own - names)} are no settings of {cls.__name__}"
+            assert keys  # the shared section reaches it too
+
+
+def _settings_class(module):
+    import dataclasses
+
+    found = [v for k, v in vars(module).items() if dataclasses.is_dataclass(v) and k.endswith("Settings")
+             and getattr(v, "__module__", "").startswith("robot_rl")]
+    return found[0] if len(found) == 1 else None
+
+
+def test_per_node_overrides(tmp_path):
+    from robot_rl.graph import robot_graph
+
+    nodes, params = robot_graph(["front"], use_twin=True, teleop=True)
+    g = Graph(nodes, params, {"max_steps": 5, "teleop/driver": "keyboard"}, tmp_path, namespace="cell_a")
+    over = yaml.safe_load(g.overrides_file().read_text())
+    assert over["teleop"]["ros__parameters"] == {"max_steps": 5, "driver": "keyboard"}
+    assert over["camera_front"]["ros__parameters"] == {"max_steps": 5}
+    cmd = g.command(nodes[0])
+    assert "__ns:=/cell_a" in cmd and cmd.count("--params-file") == len(params) + 1

@@ -17,16 +17,16 @@ def ee(cell):
 def test_servo_rules():
     cell = DriverCell(DriverCellSettings(seed=0))
     start = ee(cell)
-    cell.servo([0.1, 0, 0, 0, 0, 0], stamp=0.0, frame_id="base_link")
+    cell.servo([0.1, 0, 0, 0, 0, 0], stamp=0.0, frame_id="fr3_link0")
     for i in range(10):  # the command is 0.1 s old after 5 steps: Servo stops there
         cell.step(now=(i + 1) * DT)
     moved = ee(cell)[0] - start[0]
     assert 0.003 < moved < 0.014, moved  # about 0.1 m/s for 0.1 s, not 0.2 s
     assert cell.stale_steps >= 5
     assert not cell.servo([0.1, 0, 0, 0, 0, 0], 0.3, "tool0"), "another frame than the configured one is refused"
-    assert not cell.servo([np.nan, 0, 0, 0, 0, 0], 0.3, "base_link")
+    assert not cell.servo([np.nan, 0, 0, 0, 0, 0], 0.3, "fr3_link0")
     unitless = DriverCell(DriverCellSettings(seed=0, servo_command_in_type="unitless"))
-    unitless.servo([2.0, 0, 0, 0, 0, -0.5], 0.0, "base_link")
+    unitless.servo([2.0, 0, 0, 0, 0, -0.5], 0.0, "fr3_link0")
     assert unitless.twist.tolist() == pytest.approx([0.4, 0, 0, 0, 0, -0.4])  # clipped, scaled 0.4 / 0.8
     with pytest.raises(ValueError, match="servo_command_in_type"):
         DriverCellSettings(servo_command_in_type="velocity")
@@ -57,7 +57,7 @@ def test_expert_through_the_driver_interfaces_picks_with_resets():
                 obs = {"proprio": proprio_vector(st["ee_pos"], st["ee_quat"], cell.sim.gripper_width()),
                        "object": object_vector(cell.object_poses())}
                 twist, grip = s.action.to_command(expert.act(obs))
-                cell.servo(twist, t, "base_link")
+                cell.servo(twist, t, "fr3_link0")
                 cell.gripper([0.0, 0.0] if grip > 0 else [0.04, 0.04])
         cell.step(t)
     assert len(outcomes) >= 3 and all(ok for _, ok in outcomes), outcomes
@@ -71,7 +71,7 @@ def test_estop_stops_the_twin():
     cell.estop = True
     start = ee(cell)
     for i in range(5):
-        cell.servo([0.2, 0, 0, 0, 0, 0], i * DT, "base_link")
+        cell.servo([0.2, 0, 0, 0, 0, 0], i * DT, "fr3_link0")
         cell.step(i * DT + 0.001)
     assert np.linalg.norm(ee(cell) - start) < 1e-3
 

@@ -39,7 +39,7 @@ class DriverCellSettings:
     joint_prefix: str = "fr3_"  # franka_ros2's names: fr3_joint1..7, fr3_finger_joint1/2
     joint_states_topic: str = "/joint_states"
     servo_topic: str = "/servo_node/delta_twist_cmds"
-    servo_frame: str = "base_link"  # the only frame this twin's Servo stand-in accepts
+    servo_frame: str = "fr3_link0"  # the only frame this twin's Servo stand-in accepts (the arm's base)
     servo_command_in_type: str = "speed_units"  # speed_units (m/s, rad/s) | unitless
     servo_scale_linear: float = 0.4  # moveit_servo scale.linear (unitless)
     servo_scale_rotational: float = 0.8  # moveit_servo scale.rotational (unitless)
