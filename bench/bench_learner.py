@@ -19,7 +19,7 @@ from robot_rl.learn.synthetic import STATE_SPEC, camera_spec, random_batch
 
 
 def measure(kind, spec, batch_size, n_updates, device, cfg_over) -> dict:
-    agent = make_agent(kind, spec, 4, {"batch_size": batch_size, **cfg_over}, device=device)
+    agent = make_agent(kind, spec, 4, dict(cfg_over), device=device)
     c = agent.cfg
     batch = batch_to_tensors(spec, random_batch(spec, batch_size, c.chunk_len, 4), c.chunk_len, 4, agent.device)
     agent.update(batch)  # warm-up (allocator, compile)

@@ -1,7 +1,7 @@
 """Learning curves: success rate vs environment steps on a twin task, >= 3 seeds per agent
 kind, mean with a 95% interval (t over seeds), plus env steps to reach a success threshold.
 
-Each run is `python -m robot_rl.learn.train_sim` in its own process (so --jobs N runs seeds in
+Each run is `python -m robot_rl.training.pretrain` in its own process (so --jobs N runs seeds in
 parallel on a GPU box); its progress.csv lands in OUT/<task>/<kind>_s<seed>/. Re-plot existing
 runs with --plot-only. Expect hours on a CPU; this is meant for the GPU machine.
 
@@ -24,7 +24,7 @@ T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 
 
 def run_one(args, kind: str, seed: int) -> str:
     out = os.path.join(args.out, args.task, f"{kind}_s{seed}")
-    cmd = [sys.executable, "-m", "robot_rl.learn.train_sim", "--task", args.task, "--kind", kind,
+    cmd = [sys.executable, "-m", "robot_rl.training.pretrain", "--task", args.task, "--kind", kind,
            "--seed", str(seed), "--env-steps", str(args.env_steps), "--n-demos", str(args.n_demos),
            "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes), "--out", out]
     if args.utd:
@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--env-steps", type=int, default=30_000)
     ap.add_argument("--n-demos", type=int, default=20)
     ap.add_argument("--utd", type=int, default=None)
-    ap.add_argument("--config", default=None)
+    ap.add_argument("--config", default=None, help="pretrain settings YAML (bench/configs/*.yaml)")
     ap.add_argument("--cameras", default="")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--obs-keys", default="", help="what the agents see, e.g. proprio,wrist (from pixels)")

@@ -11,7 +11,9 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from robot_rl.graph import robot_graph
+import tempfile
+
+from robot_rl.graph import namespaced_params, robot_graph
 
 ARGS = {
     "cameras": ("front", "camera nodes, e.g. front,wrist (sections camera_<name> in the params)"),
@@ -31,6 +33,8 @@ def _nodes(context):
     use_twin = arg["use_twin"].lower() in ("1", "true", "yes")
     nodes, params = robot_graph(cameras, use_twin=use_twin, teleop=arg["teleop"] != "none")
     params = params + ([arg["params_file"]] if arg["params_file"] else [])
+    # sections keyed /<namespace>/<node>: rcl matches the fully qualified node name
+    params = namespaced_params(params, arg["namespace"], tempfile.mkdtemp(prefix="robot_rl_params_"))
     extra = {"teleop": {"driver": arg["teleop"]}}
     if arg["policy"]:
         extra["actor"] = {"policy_file": arg["policy"]}

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from robot_rl.graph import NodeSpec
+from robot_rl.graph import NodeSpec, namespaced_params, node_key
 
 
 def ros_arg(value) -> str:
@@ -70,13 +70,13 @@ class Graph:
         lines = []
         for spec in self.nodes:
             mine = node_overrides(self.overrides, spec.name)
-            lines += [f"{spec.name}:", "  ros__parameters:"]
+            lines += [f"{node_key(spec.name, self.namespace)}:", "  ros__parameters:"]
             lines += [f"    {k}: {ros_arg(v)}" for k, v in mine.items()] or ["    {}"]
         path.write_text("\n".join(lines) + "\n")
         return path
 
     def command(self, spec: NodeSpec) -> list[str]:
-        files = [str(f) for f in self.params_files] + [str(self.overrides_file())]
+        files = namespaced_params(self.params_files, self.namespace, self.run_dir) + [str(self.overrides_file())]
         ns = ["-r", f"__ns:=/{self.namespace.strip('/')}"] if self.namespace else []
         return [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}", *ns] + \
             [a for f in files for a in ("--params-file", f)]

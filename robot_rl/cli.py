@@ -49,17 +49,19 @@ def _param_value(text: str):
     return value if isinstance(value, (bool, int, float, str, list)) else text
 
 
-def run_graph(name: str, params: str | None, overrides: dict, run_dir: Path, budget: str) -> tuple[int, str]:
-    """Bring a graph up (robot_rl.graph), show progress, bring it down when the actor has spent
-    its budget (and a learner has every logged step), on Ctrl-C, or when a node dies."""
+def run_graph(name, params: str | None, overrides: dict, run_dir: Path, budget: str,
+              namespace: str = "") -> tuple[int, str]:
+    """Bring a graph up (robot_rl.graph: a graph's name, or (nodes, params files)), show
+    progress, bring it down when the actor has spent its budget (and a learner has every logged
+    step), on Ctrl-C, or when a node dies."""
     from robot_rl.bringup import Graph
     from robot_rl.graph import graph
 
-    nodes, default_params = graph(name)
+    nodes, default_params = graph(name) if isinstance(name, str) else name
     params = str(Path(params).resolve()) if params else default_params
     env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
     os.environ.update(env)
-    g = Graph(nodes, params, overrides, run_dir, env)
+    g = Graph(nodes, params, overrides, run_dir, env, namespace=namespace)
     from robot_rl.nodes.monitor import Monitor
 
     stop = {"signal": None}
@@ -85,7 +87,7 @@ def run_graph(name: str, params: str | None, overrides: dict, run_dir: Path, bud
             mon.spin(0.2)
             dead = g.dead()
             if dead:
-                code, reason = 1, f"node(s) exited early: {dead}"
+                code, reason = 1, _exit_reasons(g, dead)
                 break
             if stop["signal"] is not None:
                 reason = "interrupted"
@@ -115,6 +117,17 @@ def run_graph(name: str, params: str | None, overrides: dict, run_dir: Path, bud
             if rc:
                 print(f"--- {node} (exit {rc}), last lines of its log:\n{g.log_tail(node)}")
     return code, reason
+
+
+def _exit_reasons(g, dead: dict) -> str:
+    """Why nodes ended, for the terminal: "learner exited: trainer stopped ...", the fatal line a
+    node prints on its way out (robot_rl.nodes.ros.run), else its exit code."""
+    out = []
+    for node, rc in dead.items():
+        fatal = [line.split("] fatal: ", 1)[1] for line in g.log_tail(node, 200).splitlines()
+                 if line.startswith("[") and "] fatal: " in line]  # "[node]" if it died being built
+        out.append(f"{node} exited: {fatal[-1]}" if fatal else f"{node} exited early (exit code {rc})")
+    return "; ".join(out)
 
 
 def _run_dir(args, what: str) -> Path:
@@ -193,6 +206,9 @@ def _summarise(run_dir: Path) -> str:
 def cmd_record(args) -> int:
     if args.graph:
         return _record_through_graph(args)
+    if args.driver:
+        print("robot-rl record: --driver needs --graph (a person drives through the teleop node)", file=sys.stderr)
+        return 2
     from robot_rl.data.record import record_expert_episodes
     from robot_rl.twin import make_env, make_expert
 
@@ -221,6 +237,8 @@ def _record_through_graph(args) -> int:
                  "takeover.max_takeover_steps": 1_000_000, "takeover.cooldown_steps": 0}
     if args.cameras:
         overrides.update(policy_cameras=args.cameras, image_size=args.image_size)
+    if args.driver:  # a person drives (docs/teleop.md); the twin's success check stays the reward
+        overrides["driver"] = args.driver
     overrides.update(_parse_params(args.param))
     print(f"robot-rl record: {args.episodes} episodes of {args.task} through the ROS graph -> {store}")
     code, reason = run_graph("record", args.params, overrides, run_dir, f"{args.episodes} episodes")
@@ -229,6 +247,50 @@ def _record_through_graph(args) -> int:
         print(f"robot-rl record: {reason}. {summary['episodes']} episodes, {summary['steps_logged']} steps, "
               f"{summary['successes']} successes -> {store}")
     return code
+
+
+def cmd_robot(args) -> int:
+    """The robot graph (robot_rl.graph.robot_graph) from config/robot.yaml, as
+    launch/robot.launch.py brings it up; --twin puts the twin in the drivers' place."""
+    from robot_rl.graph import robot_graph
+
+    run_dir = _run_dir(args, "robot")
+    cameras = [c for c in (args.cameras or "").split(",") if c]
+    nodes, params = robot_graph(cameras, use_twin=args.twin, teleop=args.teleop != "none", learner=args.learner)
+    if args.params:
+        params = params + [str(Path(args.params).resolve())]
+    overrides = {"run_dir": str(run_dir), "task": args.task, "max_steps": args.steps, "max_episodes": args.episodes}
+    if args.teleop != "none":
+        overrides["teleop/driver"] = args.teleop
+    if args.policy:
+        overrides["policy_file"] = str(Path(args.policy).resolve())
+    overrides.update(_parse_params(args.param))
+    where = f" in namespace {args.namespace}" if args.namespace else ""
+    print(f"robot-rl robot: {args.task}{' (the twin as the drivers)' if args.twin else ''}{where} -> {run_dir}")
+    code, reason = run_graph((nodes, params), None, overrides, run_dir, f"{args.steps or '-'}", namespace=args.namespace)
+    print(f"robot-rl robot: {reason}." + ("" if code else " " + _summarise(run_dir)))
+    return code
+
+
+def cmd_learner(args) -> int:
+    """The learner alone, e.g. on a GPU box on the robot's ROS domain (launch/learner.launch.py)."""
+    run_dir = _run_dir(args, "learner")
+    overrides = {"run_dir": str(run_dir), "task": args.task}
+    overrides.update(_parse_params(args.param))
+    print(f"robot-rl learner: {args.task} -> {run_dir}; Ctrl-C stops it (checkpoint in the run dir)")
+    code, reason = run_graph("robot_learner", args.params, overrides, run_dir, "-", namespace=args.namespace)
+    print(f"robot-rl learner: {reason}.")
+    return code
+
+
+def cmd_estop(args) -> int:
+    """Assert the e-stop (the actor holds within a tick and latches), or release it: false on the
+    topic, then the actor's clear service, an explicit act."""
+    from robot_rl.nodes.estop import send_estop
+
+    ok, message = send_estop(not args.clear, namespace=args.namespace, timeout_s=args.timeout)
+    print(f"robot-rl estop: {message}")
+    return 0 if ok else 1
 
 
 def cmd_data(args) -> int:
@@ -252,9 +314,9 @@ def cmd_data(args) -> int:
 
 
 def cmd_pretrain(args, rest) -> int:
-    from robot_rl.learn import train_sim
+    from robot_rl.training import pretrain
 
-    train_sim.main(rest)
+    pretrain.main(rest)
     return 0
 
 
@@ -293,8 +355,44 @@ def main(argv=None) -> int:
                    help="record through the live ROS graph (twin, teleop, actor) instead of the bare twin")
     r.add_argument("--run-dir", default=None, help="with --graph: logs and summaries")
     r.add_argument("--params", default=None, help="with --graph: parameter YAML")
+    r.add_argument("--driver", default=None,
+                   help="with --graph: a person drives: keyboard | spacemouse | gamepad | spacemouse+keyboard "
+                        "(default: the scripted teleop); device settings: -p devices_file:=my_devices.yaml")
     r.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE")
     r.set_defaults(func=cmd_record)
+
+    rb = sub.add_parser("robot", help="the robot graph: cameras, state and command adapters, actor, teleop")
+    rb.add_argument("--task", default="pick_cube")
+    rb.add_argument("--cameras", default="", help="camera nodes to run, e.g. front,wrist (config/robot.yaml sections camera_<name>)")
+    rb.add_argument("--twin", action="store_true", help="the twin poses as the cell's drivers (no hardware)")
+    rb.add_argument("--teleop", default="none", help="teleop driver: spacemouse|gamepad|keyboard|spacemouse+keyboard|none")
+    rb.add_argument("--learner", action="store_true", help="run the learner here too (else: robot-rl learner on the GPU box)")
+    rb.add_argument("--policy", default="", help="an ONNX actor to run from the start (until a learner sends a newer one)")
+    rb.add_argument("--steps", type=int, default=0, help="stop after this many steps (0 = until Ctrl-C)")
+    rb.add_argument("--episodes", type=int, default=0, help="stop after this many episodes (0 = no limit)")
+    rb.add_argument("--namespace", default="cell", help="the cell's namespace (default cell): the contract's "
+                    "relative topics (joint_states, ...) must not land on the driver's /joint_states; "
+                    "cell_a, cell_b for two cells on one domain")
+    rb.add_argument("--params", default=None, help="a params file on top of config/robot.yaml")
+    rb.add_argument("--run-dir", default=None)
+    rb.add_argument("--seed", type=int, default=0)
+    rb.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE")
+    rb.set_defaults(func=cmd_robot)
+
+    ln = sub.add_parser("learner", help="the learner alone (a GPU box on the robot's ROS domain)")
+    ln.add_argument("--task", default="pick_cube")
+    ln.add_argument("--params", default=None, help="params file (default config/robot.yaml)")
+    ln.add_argument("--namespace", default="cell", help="the cell's namespace (as robot-rl robot's)")
+    ln.add_argument("--run-dir", default=None)
+    ln.add_argument("--seed", type=int, default=0)
+    ln.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE")
+    ln.set_defaults(func=cmd_learner)
+
+    es = sub.add_parser("estop", help="assert the e-stop (actor holds and latches); --clear releases it")
+    es.add_argument("--clear", action="store_true")
+    es.add_argument("--namespace", default="cell", help="the cell's namespace ('' for the sim graph)")
+    es.add_argument("--timeout", type=float, default=10.0)
+    es.set_defaults(func=cmd_estop)
 
     d = sub.add_parser("data", help="inspect a zarr episode store")
     dsub = d.add_subparsers(dest="action", required=True)
@@ -308,6 +406,9 @@ def main(argv=None) -> int:
 
     sub.add_parser("pretrain", help="ROS-free training in the twin; see robot-rl pretrain --help",
                    add_help=False)
+    from robot_rl.calibration.commands import add_calibrate_parser
+
+    add_calibrate_parser(sub)  # robot-rl calibrate board|intrinsics|handeye|overlay
     args, rest = p.parse_known_args(argv)
     if args.cmd == "pretrain":
         return cmd_pretrain(args, rest)

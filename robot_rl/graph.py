@@ -6,6 +6,7 @@ ROS-free: launch files turn it into launch_ros Node actions, the CLI into proces
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from robot_rl.paths import share_file
 
@@ -65,6 +66,30 @@ def robot_graph(cameras=(), use_twin: bool = False, teleop: bool = True, learner
     if use_twin:
         params.append(str(share_file("config", "robot_twin.yaml")))
     return nodes, params
+
+
+def node_key(name: str, namespace: str = "") -> str:
+    """A node's section name in a params file: rcl matches sections against the fully qualified
+    name, so a node in a namespace needs /<ns>/<name> (a plain `actor:` matches /actor only)."""
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else name
+
+
+def namespaced_params(files, namespace: str, out_dir) -> list[str]:
+    """The params files with their node sections keyed for `namespace` (written to out_dir), so
+    one config file serves every cell; unchanged without a namespace."""
+    if not namespace.strip("/"):
+        return [str(f) for f in files]
+    import yaml
+
+    out = []
+    for i, f in enumerate(files):
+        cfg = yaml.safe_load(Path(f).read_text()) or {}
+        keyed = {(k if k.startswith("/") else node_key(k, namespace)): v for k, v in cfg.items()}
+        path = Path(out_dir) / f"params_{i}_{Path(f).name}"
+        path.write_text(yaml.safe_dump(keyed, sort_keys=False))
+        out.append(str(path))
+    return out
 
 
 def graph(name: str) -> tuple[list[NodeSpec], str]:

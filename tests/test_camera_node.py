@@ -123,7 +123,7 @@ def test_diagnostics_report_fps_and_drops(run):
     (("driver:=opencv", "source:=/nonexistent/front.avi"), "/nonexistent/front.avi"),
 ])
 def test_a_missing_camera_exits_nonzero_with_one_clear_line(params, says):
-    p = subprocess.run(node_cmd(*params), capture_output=True, text=True, timeout=60)
+    p = subprocess.run(node_cmd(*params, "open_timeout_s:=1.0"), capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert says in p.stderr and "CameraError" in p.stderr
     assert "Traceback" not in p.stderr + p.stdout

@@ -103,7 +103,7 @@ def test_per_node_overrides(tmp_path):
     nodes, params = robot_graph(["front"], use_twin=True, teleop=True)
     g = Graph(nodes, params, {"max_steps": 5, "teleop/driver": "keyboard"}, tmp_path, namespace="cell_a")
     over = yaml.safe_load(g.overrides_file().read_text())
-    assert over["teleop"]["ros__parameters"] == {"max_steps": 5, "driver": "keyboard"}
-    assert over["camera_front"]["ros__parameters"] == {"max_steps": 5}
+    assert over["/cell_a/teleop"]["ros__parameters"] == {"max_steps": 5, "driver": "keyboard"}
+    assert over["/cell_a/camera_front"]["ros__parameters"] == {"max_steps": 5}
     cmd = g.command(nodes[0])
     assert "__ns:=/cell_a" in cmd and cmd.count("--params-file") == len(params) + 1

@@ -10,7 +10,7 @@ from robot_rl.learn.synthetic import STATE_SPEC, random_batch, random_obs
 torch.set_num_threads(1)
 H, A = 3, 4
 TINY = {"chunk_len": H, "actor_hidden": [32, 32], "critic_hidden": [32, 32], "n_critics": 4,
-        "flow_steps": 4, "batch_size": 16}
+        "flow_steps": 4}
 
 
 def tiny_agent(kind, **over):

@@ -81,14 +81,14 @@ def test_frames_served_as_mjpeg_reach_the_opencv_driver():
     from robot_rl.sensors.opencv_camera import OpenCVCamera
     from robot_rl.twin.mjpeg import MjpegServer
 
-    cell = DriverCell(DriverCellSettings(seed=0, image_size=64))
+    cell = DriverCell(DriverCellSettings(seed=0, image_size=(48, 64)))
     server = MjpegServer(port=0)
     try:
         frame = cell.render("front")
         server.publish("front", frame)
         cam = OpenCVCamera(source=server.url("front"))
         info = cam.open()
-        assert (info.width, info.height) == (64, 64)
+        assert (info.width, info.height) == (64, 48)
         got = cam.read(timeout_s=5.0).rgb
         assert got.shape == frame.shape
         assert np.abs(got.astype(int) - frame.astype(int)).mean() < 4.0  # JPEG at quality 95

@@ -183,8 +183,8 @@ class ActorCore:
         """A policy blob from the learner: verified, then swapped in (or queued behind an
         evaluation, which measures one policy). Anything wrong keeps the last good one."""
         try:
-            version, blob, _meta = codec.decode_policy(msg)
-            policy = self._verified(blob, version)
+            version, blob, meta = codec.decode_policy(msg)  # checks the sha256: hashed once here
+            policy = self._verified(blob, version, sha256=meta["sha256"])
         except (codec.PayloadError, PolicyError) as e:
             self.io.log("error", f"policy rejected, keeping version {self.version}: {e}")
             return
@@ -196,9 +196,9 @@ class ActorCore:
             return
         self._swap(policy)
 
-    def _verified(self, blob: bytes, version: int) -> OnnxPolicy:
+    def _verified(self, blob: bytes, version: int, sha256: str | None = None) -> OnnxPolicy:
         """An ONNX actor this robot can run, or PolicyError saying why not."""
-        policy = OnnxPolicy(blob, version, self.spec.dim)
+        policy = OnnxPolicy(blob, version, self.spec.dim, sha256=sha256)
         missing = set(policy.obs_spec.shapes) - set(self.obs_keys)
         if missing:
             raise PolicyError(f"policy needs observations {sorted(missing)} this actor does not have")
@@ -355,8 +355,11 @@ class ActorCore:
         msg = self.latest.get(TELEOP_TWIST)
         if msg is None or TELEOP_GRIPPER not in self.teleop_cmd:
             return False
-        age = obs_t - codec.from_stamp(msg.header.stamp)
-        return -1e-9 <= age <= self.s.safety.stale_timeout_s
+        stamp = codec.from_stamp(msg.header.stamp)
+        if self.lockstep:  # an answer to this very observation, stamped with it
+            return -1e-9 <= obs_t - stamp <= self.s.safety.stale_timeout_s
+        # robot: a device stamps with its own now, later than the sensors' stamps; fresh if recent
+        return abs(self.io.now() - stamp) <= self.s.safety.stale_timeout_s
 
     def _hold(self, reason: str, stamp: float | None = None) -> None:
         self.chunks.clear()

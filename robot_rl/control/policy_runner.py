@@ -20,7 +20,9 @@ class PolicyError(ValueError):
 
 
 class OnnxPolicy:
-    def __init__(self, onnx_bytes: bytes, version: int, action_dim: int):
+    def __init__(self, onnx_bytes: bytes, version: int, action_dim: int, sha256: str | None = None):
+        """sha256: the bytes' hash when the caller has verified it already (codec.decode_policy
+        checks the one in the message), so the blob is hashed once on this side."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -30,7 +32,7 @@ class OnnxPolicy:
         except Exception as e:  # noqa: BLE001  onnxruntime raises several types for bad models
             raise PolicyError(f"onnxruntime cannot load the policy: {e}") from None
         self.version = int(version)
-        self.sha256 = hashlib.sha256(onnx_bytes).hexdigest()
+        self.sha256 = sha256 or hashlib.sha256(onnx_bytes).hexdigest()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         shapes, dtypes = {}, {}
         for i in self.session.get_inputs():

@@ -345,16 +345,20 @@ class Agent:
     def load(self, path) -> "Agent":
         """Restore a checkpoint written by save(); the next update() is the one that would have
         followed at save time. Returns self so `make_agent(...).load(path)` reads naturally."""
-        ck = torch.load(os.fspath(path), map_location=self.device, weights_only=True)
+        return self.load_state(read_checkpoint(path), source=os.fspath(path))
+
+    def load_state(self, ck: dict, source: str = "checkpoint") -> "Agent":
+        """load() from a checkpoint already in memory (read_checkpoint): a warm start reads the
+        file once and both checks and loads that copy."""
         if ck.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: checkpoint format {ck.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+            raise ValueError(f"{source}: checkpoint format {ck.get('format')!r}, expected {CHECKPOINT_FORMAT}")
         mine = {"kind": self.kind, "obs_spec": self.spec.to_dict(), "action_dim": self.action_dim}
         for key, value in mine.items():
             if ck[key] != value:
-                raise ValueError(f"{path}: checkpoint {key} is {ck[key]!r}, this agent has {value!r}")
-        self.nets.load_state_dict(ck["nets"])
+                raise ValueError(f"{source}: checkpoint {key} is {ck[key]!r}, this agent has {value!r}")
+        self.nets.load_state_dict(ck["nets"])  # copies onto this agent's device
         for k, o in self.optims.items():
-            o.load_state_dict(ck["optims"][k])
+            o.load_state_dict(ck["optims"][k])  # moves the state to its parameters' device
         self.gen.set_state(ck["rng"].cpu())  # generator states are CPU byte tensors
         self.num_updates = ck["counters"]["num_updates"]
         self.num_critic_steps = ck["counters"]["num_critic_steps"]
@@ -381,8 +385,21 @@ def make_agent(kind: str, obs_spec, action_dim: int, cfg: AgentConfig | dict | N
     return Agent(kind, obs_spec, action_dim, cfg, device)
 
 
-def load_agent(path, device="auto") -> Agent:
-    """Rebuild an agent from a checkpoint alone (kind, spec, action dim and config are stored)."""
-    ck = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    cfg = dict(ck["config"], encoder_checkpoint=None)
-    return make_agent(ck["kind"], ck["obs_spec"], ck["action_dim"], cfg, device).load(path)
+def read_checkpoint(path) -> dict:
+    """A checkpoint file as a dict, on the CPU (load_state moves it where the agent lives)."""
+    return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+
+
+# Loop settings that AgentConfig carried before the training loop owned them (they never
+# changed an agent): dropped when an older checkpoint is read.
+_LOOP_KEYS = ("batch_size", "utd")
+
+
+def load_agent(checkpoint, device="auto") -> Agent:
+    """Rebuild an agent from a checkpoint alone (kind, spec, action dim and config are stored):
+    a path, or the dict read_checkpoint returned (read once, e.g. checked first, then loaded)."""
+    ck = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+    source = "checkpoint" if isinstance(checkpoint, dict) else os.fspath(checkpoint)
+    cfg = {k: v for k, v in ck["config"].items() if k not in _LOOP_KEYS}
+    cfg["encoder_checkpoint"] = None
+    return make_agent(ck["kind"], ck["obs_spec"], ck["action_dim"], cfg, device).load_state(ck, source)

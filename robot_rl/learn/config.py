@@ -2,6 +2,8 @@
 
 The discount is deliberately absent: the replay sampler applies gamma when it builds
 batch["reward"] (discounted chunk sum) and batch["discount"] (gamma^h, 0 at termination).
+So are the batch size and the update-to-data ratio: the training loop (robot_rl/training/loop.py)
+samples the batches and decides how many critic steps an update takes; the agent takes any batch.
 """
 from __future__ import annotations
 
@@ -49,8 +51,6 @@ class AgentConfig:
     # optimisation
     lr: float = 3e-4
     tau: float = 0.005  # target EMA rate
-    batch_size: int = 256  # per critic step; the sim loop samples batch_size * utd at once
-    utd: int = 1  # critic steps per env step, used by callers (see Agent.update)
     grad_clip: float = 0.0  # 0 = off
     # flow policy (kind "flow" and "bc")
     flow_steps: int = 10  # Euler steps of the multi-step sampler

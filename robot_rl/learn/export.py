@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -43,25 +44,25 @@ class DeployedActor(nn.Module):
         return self.policy.sample(feats, noise, self.flow_steps)
 
 
-def export_actor(agent, path, version: int, verify: bool = True) -> str:
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def export_actor_bytes(agent, version: int, verify: bool = True) -> tuple[bytes, str]:
+    """The deployed actor as (ONNX bytes, sha256), built and checked in memory: the learner
+    sends these bytes as they are, so nothing touches the disk and the hash is taken once."""
     # Trace a CPU fp32 copy: the learner may sit on a GPU (TF32 convs, bf16) mid-training.
     module = copy.deepcopy(DeployedActor(agent)).cpu().float().eval()
     inputs = random_obs(agent.spec, 2, np.random.default_rng(0))
     args = tuple(torch.as_tensor(inputs[k]) for k in module.keys)
-    tmp = path + ".tmp"
+    traced = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            module, args, tmp,
+            module, args, traced,
             input_names=list(module.keys),
             output_names=["actions"],
             dynamic_axes={**{k: {0: "batch"} for k in module.keys}, "actions": {0: "batch"}},
             opset_version=OPSET,
             dynamo=False,
         )
-    model = onnx.load(tmp)
+    model = onnx.load_model_from_string(traced.getvalue())
     meta = {
         "obs_spec": json.dumps(agent.spec.to_dict()),
         "action_dim": str(agent.action_dim),
@@ -73,22 +74,30 @@ def export_actor(agent, path, version: int, verify: bool = True) -> str:
     onnx.helper.set_model_props(model, meta)
     onnx.checker.check_model(model)
     data = model.SerializeToString()
-    with open(tmp, "wb") as f:
-        f.write(data)
     if verify:
         with torch.no_grad():
             expected = module(*args).numpy()
-        got = run_onnx(tmp, inputs)
-        err = float(np.abs(got - expected).max())
+        err = float(np.abs(run_onnx(data, inputs) - expected).max())
         if not err < 1e-4:
-            os.remove(tmp)
             raise RuntimeError(f"exported actor differs from PyTorch by {err:.2e} (limit 1e-4)")
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def export_actor(agent, path, version: int, verify: bool = True) -> str:
+    """export_actor_bytes written to `path` (atomically: write then rename); returns the sha256."""
+    data, sha = export_actor_bytes(agent, version, verify)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
-    return hashlib.sha256(data).hexdigest()
+    return sha
 
 
 def run_onnx(path_or_session, obs: dict, threads: int = 1) -> np.ndarray:
-    """Run an exported actor on a batched obs dict with onnxruntime (CPU)."""
+    """Run an exported actor (a path, the ONNX bytes, or a session) on a batched obs dict with
+    onnxruntime (CPU)."""
     import onnxruntime as ort
 
     sess = path_or_session
@@ -96,7 +105,8 @@ def run_onnx(path_or_session, obs: dict, threads: int = 1) -> np.ndarray:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(os.fspath(path_or_session), so, providers=["CPUExecutionProvider"])
+        model = sess if isinstance(sess, bytes) else os.fspath(sess)
+        sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     feeds = {i.name: np.asarray(obs[i.name]) for i in sess.get_inputs()}
     return sess.run(["actions"], feeds)[0]
 

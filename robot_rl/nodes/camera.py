@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 from rclpy.node import Node
@@ -37,6 +38,7 @@ class CameraSettings:
     cell: str = ""  # calibration YAML; "" = the device's own intrinsics
     frame_id: str = ""  # "" = the contract's optical frame
     clock_window: int = 100  # frames over which device time is mapped onto host time
+    open_timeout_s: float = 10.0  # keep trying this long (a stream or a device that comes up late)
 
 
 class CameraNode(Node):
@@ -47,7 +49,7 @@ class CameraNode(Node):
         self.frame_id = s.frame_id or C.camera_frame(self.camera)
         self.cam = open_camera(s.driver, serial=s.serial, source=s.source, width=s.width, height=s.height,
                                fps=s.fps, depth=s.depth, loop=s.loop)
-        self.stream = self.cam.open()  # CameraError -> main() says why, exit 1
+        self.stream = _open_within(self.cam, s.open_timeout_s)  # CameraError -> main() says why, exit 1
         self.info, said = resolve_intrinsics(self.camera, self.stream, s.cell)
         self.info["frame_id"] = self.frame_id
         self.get_logger().info(f"{self.stream.device}: {self.stream.width}x{self.stream.height} "
@@ -104,6 +106,18 @@ class CameraNode(Node):
         if self._thread.is_alive():
             self._thread.join(timeout=6.0)  # a read returns within its timeout
         self.cam.close()
+
+
+def _open_within(cam, timeout_s: float):
+    """Open, retrying until timeout_s: the last error names what was looked for."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return cam.open()
+        except CameraError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def main(args=None) -> int:

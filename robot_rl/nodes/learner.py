@@ -4,7 +4,11 @@ that starts late still gets the newest), and reports on /diagnostics.
 
 The observation keys follow `policy_cameras` (robot_rl.spec.policy_obs_keys: proprio + object
 poses, or proprio + cameras); their shapes come from the demo store or the first transition, so
-the same node serves state-based and pixel policies.
+the same node serves state-based and pixel policies. Settings: robot_rl.training.settings.
+
+Failures stop the node with the reason (robot_rl.nodes.ros.run prints it and exits non-zero, and
+`robot-rl sim` reports it): a first transition that does not fit (a missing key, another shape
+than the demo store's), and a trainer that died (its exception, checked every second).
 """
 from __future__ import annotations
 
@@ -18,43 +22,50 @@ from rclpy.node import Node
 from std_msgs.msg import Int64
 
 from robot_rl import codec, contract as C
-from robot_rl.nodes.ros import csv_list, make_node_options, param, params_under, publisher, run, subscription
-from robot_rl.spec import ActionSpec, ObsSpec, policy_obs_keys
+from robot_rl.nodes.ros import csv_list, make_node_options, publisher, run, settings, subscription
+from robot_rl.spec import ObsSpec, policy_obs_keys
+from robot_rl.training.settings import LearnerSettings
+
+
+class LearnerFailed(RuntimeError):
+    """The learner cannot go on: raised out of a callback, it ends the node with the reason."""
 
 
 class LearnerNode(Node):
     def __init__(self):
         super().__init__("learner", **make_node_options())
-        self.kind = param(self, "kind", "sac")
-        self.seed = int(param(self, "seed", 0))
-        self.run_dir = Path(param(self, "run_dir", "runs/sim"))
-        self.action_spec = ActionSpec(**params_under(self, "action"))
-        self.cameras = csv_list(param(self, "policy_cameras", ""))
-        self.agent_cfg = params_under(self, "agent")
-        self.train_cfg = dict(
-            utd=param(self, "utd", 1.0), batch_size=int(param(self, "batch_size", 64)),
-            min_steps=int(param(self, "min_steps", 50)), publish_every=int(param(self, "publish_every", 50)),
-        )
-        self.gamma = param(self, "gamma", 0.95)
-        self.demos_path = param(self, "demos", "")
+        self.settings = s = settings(self, LearnerSettings)
+        self.kind, self.seed = s.kind, s.seed
+        self.run_dir = Path(s.run_dir)
+        self.action_spec = s.action
+        self.cameras = csv_list(s.policy_cameras)
+        self.train_cfg = dict(utd=s.utd, batch_size=s.batch_size, min_steps=s.min_steps, publish_every=s.publish_every)
         # Warm start: continue training an agent checkpoint (robot-rl pretrain's agent.pt, or a
         # run's learner_checkpoint.pt); its own network config replaces the `agent` section.
-        self.init_checkpoint = param(self, "init_checkpoint", "")
+        self.init_checkpoint = s.init_checkpoint
+        self._init_ck = None  # the checkpoint, read once at start, loaded at the first transition
         if self.init_checkpoint:
             self._check_init_checkpoint()  # a wrong file fails at start, not at the first transition
         self.obs_spec: ObsSpec | None = None
+        self._first_fits = False  # the first transition matched the policy's keys and shapes
         self.trainer = None
-        self.received: set[tuple[int, int]] = set()  # (episode, index) of every step ingested
+        # Several cells feed one learner: each cell's actor numbers its own episodes, so a step
+        # is keyed by (cell, episode, index); one cell (cells "") keeps (episode, index).
+        self.cells = csv_list(s.cells)
+        self.received: set[tuple] = set()
+        self.received_by_cell: dict[str, int] = {c: 0 for c in self.cells}
         self.rejected = 0
         self.episode_ends = 0
         self.versions_published: list[int] = []
         self.warm_started_at: int | None = None  # the checkpoint's update count, if warm-started
 
-        self.pub_policy = publisher(self, C.POLICY)
+        cells = self.cells or [""]  # "" = this node's own namespace
+        self.pub_policy = [publisher(self, C.POLICY, namespace=c) for c in cells]  # the policy reaches every cell
+        self.pub_progress = [publisher(self, C.LEARNER_PROGRESS, namespace=c) for c in cells]
         self.pub_diag = publisher(self, C.DIAGNOSTICS)
-        self.pub_progress = publisher(self, C.LEARNER_PROGRESS)
         self._last_progress = -1
-        subscription(self, C.TRANSITIONS, self._on_transitions)
+        for c in cells:
+            subscription(self, C.TRANSITIONS, lambda m, c=c: self._on_transitions(m, c), namespace=c)
         # TensorBoard: training scalars against updates, the actor's rollout/eval figures (its
         # diagnostics) against training steps, in run_dir/tensorboard.
         from robot_rl.training.metrics_log import MetricsLog
@@ -63,8 +74,8 @@ class LearnerNode(Node):
         self._eval_logged = None
         subscription(self, C.DIAGNOSTICS, self._on_diagnostics)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        if self.demos_path:
-            self._start_from_store(self.demos_path)
+        if s.demos:
+            self._start_from_store(s.demos)
         self.get_logger().info(f"learner up: kind={self.kind} {self.train_cfg}")
 
     # ------------------------------------------------------------------ set-up
@@ -88,11 +99,11 @@ class LearnerNode(Node):
         if self.init_checkpoint:
             agent = self._warm_start_agent()
         else:
-            agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.agent_cfg)
-        kw = dict(chunk=agent.cfg.chunk_len, gamma=self.gamma, obs_keys=keys)  # the chunk is the n-step horizon
-        capacity = int(param(self, "capacity", 200_000))
+            agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.settings.agent)
+        kw = dict(chunk=agent.cfg.chunk_len, gamma=self.settings.gamma, obs_keys=keys)  # chunk = n-step horizon
+        capacity = self.settings.capacity
         # Demo-side rows; 0 = the loaded demos + capacity, so interventions never overwrite them.
-        demo_capacity = int(param(self, "demo_capacity", 0)) or None
+        demo_capacity = self.settings.demo_capacity or None
         if stores is not None:  # demos (and interventions) warm-start the demo side
             replay = MixedReplay.from_store(stores, capacity=capacity, demo_capacity=demo_capacity, **kw)
             if replay.demo.has_samples and not self.init_checkpoint:  # state statistics from the
@@ -102,22 +113,23 @@ class LearnerNode(Node):
             replay = MixedReplay.create(schema, capacity, **kw)
         self.trainer = Trainer(agent, replay, self._publish_policy, seed=self.seed, on_progress=self._publish_progress,
                                **self.train_cfg)
-        self._publish_policy(self.trainer.export(), 0)  # version 0: the initial actor, at once
+        self._publish_policy(*self.trainer.export(), 0)  # version 0: the initial actor, at once
         self.trainer.start()
 
     def _check_init_checkpoint(self) -> None:
         """At start, before observation shapes are known: the checkpoint must be an agent of
         this learner's kind, observation keys and action size."""
-        import torch
+        from robot_rl.learn.agent import read_checkpoint
 
         path = self.init_checkpoint
         if not Path(path).is_file():
             raise FileNotFoundError(f"init_checkpoint: no checkpoint at {path}")
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = read_checkpoint(path)
         if not isinstance(ck, dict) or "obs_spec" not in ck:
             raise ValueError(f"init_checkpoint {path} is not an agent checkpoint")
         self._refuse_unless_fits(ck.get("kind"), ck.get("action_dim"), sorted(ck["obs_spec"]),
                                  sorted(policy_obs_keys(self.cameras)))
+        self._init_ck = ck  # kept: the agent is built from this copy, the file is not read again
 
     def _refuse_unless_fits(self, kind, action_dim, observations, want_observations) -> None:
         have = {"kind": kind, "action size": action_dim, "observations": observations}
@@ -130,7 +142,7 @@ class LearnerNode(Node):
     def _warm_start_agent(self):
         from robot_rl.learn.agent import load_agent
 
-        agent = load_agent(self.init_checkpoint)
+        agent, self._init_ck = load_agent(self._init_ck), None
         self._refuse_unless_fits(agent.kind, agent.action_dim, agent.spec.to_dict(), self.obs_spec.to_dict())
         self.get_logger().info(f"warm start from {self.init_checkpoint} ({agent.kind}, {agent.num_updates} updates "
                                f"behind it; its network config replaces the agent section)")
@@ -149,43 +161,54 @@ class LearnerNode(Node):
         self._start(stores[0].schema, stores)
 
     # ------------------------------------------------------------------ transitions
-    def _on_transitions(self, msg) -> None:
+    def _on_transitions(self, msg, cell: str = "") -> None:
         try:
-            kind, body = codec.payload_from_msg(msg)
+            kind, meta, arrays = codec.decode_bulk(msg)  # header, crc and arrays read once
             if kind == codec.TRANSITIONS:
-                if self.obs_spec is None:
-                    try:
-                        self._start(self._schema_from_body(body))
-                    except ValueError as e:
-                        raise codec.PayloadError(str(e)) from None
-                meta, steps = codec.decode_transitions(msg, self.obs_spec, self.action_spec.dim)
+                if not self._first_fits:
+                    self._start_from_first(meta, arrays)
+                meta, steps = codec.transitions_from(meta, arrays, self.obs_spec, self.action_spec.dim)
                 for i, step in enumerate(steps):
-                    self.received.add((int(meta["episode"]), int(meta["index"]) + i))
+                    key = (int(meta["episode"]), int(meta["index"]) + i)
+                    self.received.add((cell, *key) if self.cells else key)
+                    if self.cells:
+                        self.received_by_cell[cell] += 1
                     self.trainer.put_step(step)
             elif kind == codec.EPISODE_END and self.trainer is not None:
-                meta, final_obs = codec.decode_episode_end(msg, self.obs_spec)
+                meta, final_obs = codec.episode_end_from(meta, arrays, self.obs_spec)
                 self.trainer.put_episode_end(final_obs)
                 self.episode_ends += 1
             else:
                 raise codec.PayloadError(f"unexpected payload kind {codec.KIND_NAMES.get(kind, kind)} on {C.TRANSITIONS}")
-        except codec.PayloadError as e:
+        except codec.PayloadError as e:  # one bad message: logged, counted, the next may be fine
             self.rejected += 1
             self.get_logger().error(f"transition payload rejected: {e}")
 
-    def _schema_from_body(self, body: bytes) -> dict:
-        _, arrays = codec.unpack_arrays(body)
-        skip = set(codec.STEP_SCALARS)
-        return {k: (tuple(a.shape[1:]), a.dtype.str) for k, a in arrays.items() if k not in skip}
+    def _start_from_first(self, meta: dict, arrays: dict) -> None:
+        """The first transition starts training. If it does not fit (a key the policy needs is
+        missing, the action size or, after a demo store, a shape differs), none after it will:
+        fail the start naming the key, rather than reject every later message."""
+        try:
+            if self.obs_spec is None:  # else the demo store set the shapes: the actor's must match
+                skip = set(codec.STEP_SCALARS)
+                self._start({k: (tuple(a.shape[1:]), a.dtype.str) for k, a in arrays.items() if k not in skip})
+            codec.transitions_from(meta, arrays, self.obs_spec, self.action_spec.dim)
+            self._first_fits = True
+        except (ValueError, codec.PayloadError) as e:
+            raise LearnerFailed(f"the first transition does not fit: {e}") from None
 
-    def _publish_policy(self, onnx_bytes: bytes, version: int) -> None:
-        self.pub_policy.publish(codec.encode_policy(onnx_bytes, version, {"kind": self.kind}))
+    def _publish_policy(self, onnx_bytes: bytes, sha256: str, version: int) -> None:
+        msg = codec.encode_policy(onnx_bytes, version, {"kind": self.kind}, sha256=sha256)
+        for pub in self.pub_policy:
+            pub.publish(msg)
         self.versions_published.append(version)
         self.get_logger().info(f"published policy version {version} ({len(onnx_bytes)} bytes)")
 
     def _publish_progress(self, trained: int) -> None:
         if trained != self._last_progress:  # called from the trainer thread
             self._last_progress = trained
-            self.pub_progress.publish(Int64(data=int(trained)))
+            for pub in self.pub_progress:
+                pub.publish(Int64(data=int(trained)))
 
     def _on_diagnostics(self, msg) -> None:
         actor = codec.diagnostics_values(msg, "actor")
@@ -205,6 +228,7 @@ class LearnerNode(Node):
             "updates": t.updates if t else 0, "critic_steps": t.critic_steps if t else 0,
             "updates_per_s": f"{t.updates_per_s:.1f}" if t else "0",
             "policy_version": self.versions_published[-1] if self.versions_published else -1,
+            **{f"ingested_{c}": n for c, n in self.received_by_cell.items()},
         }
         if t is not None:
             values.update({k: f"{v:.4g}" for k, v in t.metrics.items()})
@@ -213,6 +237,9 @@ class LearnerNode(Node):
         level = 2 if (t is not None and t.error is not None) else 0
         message = f"trainer stopped: {t.error!r}" if level else ""
         self.pub_diag.publish(codec.diagnostics_msg(self.get_clock().now().nanoseconds * 1e-9, "learner", values, level, message))
+        if level:  # said on /diagnostics; now end the node with it (a learner that no longer
+            # learns must not look alive: `robot-rl sim` stops and reports this reason)
+            raise LearnerFailed(f"trainer stopped after {t.updates} updates: {type(t.error).__name__}: {t.error}")
 
     def close(self) -> None:
         self.tb.close()
@@ -223,6 +250,7 @@ class LearnerNode(Node):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "learner_summary.json").write_text(json.dumps({
             "received": sorted([list(k) for k in self.received]), "episode_ends": self.episode_ends,
+            "received_by_cell": self.received_by_cell,
             "rejected": self.rejected, "updates": self.trainer.updates if self.trainer else 0,
             "versions_published": self.versions_published,
             "init_checkpoint": self.init_checkpoint or None, "warm_started_at_updates": self.warm_started_at,

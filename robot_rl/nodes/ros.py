@@ -29,16 +29,21 @@ def qos(q: Qos) -> QoSProfile:
     )
 
 
-def publisher(node: Node, name: str, qos_profile: Qos | None = None):
-    """A publisher for a contract topic, by name: type and QoS come from the topic table."""
+def publisher(node: Node, name: str, qos_profile: Qos | None = None, namespace: str = ""):
+    """A publisher for a contract topic, by name: type and QoS come from the topic table.
+    namespace: another cell's copy of the topic (/<namespace>/<name>), e.g. for one learner."""
     t = C.topic(name)
-    return node.create_publisher(t.type, name, qos(qos_profile or t.qos))
+    return node.create_publisher(t.type, _in(namespace, name), qos(qos_profile or t.qos))
 
 
-def subscription(node: Node, name: str, callback, qos_profile: Qos | None = None):
+def subscription(node: Node, name: str, callback, qos_profile: Qos | None = None, namespace: str = ""):
     """A subscription to a contract topic, by name (qos_profile: e.g. best-effort sensors)."""
     t = C.topic(name)
-    return node.create_subscription(t.type, name, callback, qos(qos_profile or t.qos))
+    return node.create_subscription(t.type, _in(namespace, name), callback, qos(qos_profile or t.qos))
+
+
+def _in(namespace: str, name: str) -> str:
+    return f"/{namespace.strip('/')}/{name}" if namespace.strip("/") else name
 
 
 def make_node_options() -> dict:

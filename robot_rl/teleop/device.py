@@ -158,6 +158,9 @@ class TeleopDevice:
         self._held_prev: frozenset = frozenset()
         self._grip = GripperLatch()
         self._lost: str = ""
+        # names that went down since the last poll, from the device's own events: a tap shorter
+        # than a control period (down and up between two polls) never shows in the held state
+        self._taps: set = set()
 
     def _read(self) -> tuple[dict, set]:
         raise NotImplementedError
@@ -172,7 +175,8 @@ class TeleopDevice:
             self._release_source()
             return DeviceState(gripper=self._grip.value, connected=False, reason=self._lost)
         held = self.shaping.roles(names)
-        pressed = held - self._held_prev
+        taps, self._taps = self._taps, set()
+        pressed = (held - self._held_prev) | self.shaping.roles(taps)
         self._held_prev = held
         motion = self.shaping.motion(axes)
         return DeviceState(

@@ -183,6 +183,8 @@ class GamepadDevice(TeleopDevice):
                 return
             if ev.value:  # 1 press, 2 autorepeat: both mean down
                 self.down.update(names)
+                if ev.value == 1:
+                    self._taps.update(names)  # a press, even if released before the next poll
             else:
                 self.down.difference_update(names)
         elif ev.type == e.EV_SYN and ev.code == e.SYN_DROPPED:

@@ -210,7 +210,9 @@ class SpaceMouseDevice(TeleopDevice):
         elif now - self.last_report > self.cfg.stale_s:
             self.parser.rest()
         for data in reports:
+            before = self.parser.buttons()
             err = self.parser.feed(data)
+            self._taps |= self.parser.buttons() - before  # a press, even if released before the next poll
             if err:
                 self.bad_in_a_row += 1
                 self.bad_total += 1

@@ -1,46 +1,41 @@
-"""The learner's work loop, in its own thread, ROS-free.
+"""The learner node's driver of the training loop: the loop in its own thread, ROS-free.
 
 Incoming steps arrive in a queue (from the learner node's subscription); this thread alone
-touches the replay and the agent: drain the queue into replay (robot_rl.data.replay.MixedReplay:
-every step to the online side, the human's stretches to the demo side too), run gradient
-updates up to `utd` critic steps per received step, and hand a freshly exported ONNX actor to `publish`
-every `publish_every` updates.
+touches the loop (replay and agent): drain the queue into it, run the updates it owes
+(robot_rl/training/loop.py: the same schedule `robot-rl pretrain` runs), publish on its cadence.
+An exception in the thread stops training: it is kept in `error` for the node, which fails with
+it (a learner that no longer learns must not look alive), and the queue keeps being drained so
+every sent step is still counted.
 """
 from __future__ import annotations
 
 import queue
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
-
+from robot_rl.training.loop import TrainingLoop
 
 
 class Trainer:
     def __init__(self, agent, replay, publish, *, utd: float, batch_size: int, min_steps: int,
                  publish_every: int, version: int = 0, seed: int = 0, on_progress=None):
-        self.agent = agent
-        self.replay = replay  # MixedReplay
-        self.rng = np.random.default_rng(seed)
+        self.loop = TrainingLoop(agent, replay, utd=utd, batch_size=batch_size, min_steps=min_steps,
+                                 publish_every=publish_every, publish=publish, version=version, seed=seed)
         self.on_progress = on_progress  # (steps trained on) -> None, after each drain/update
-        self.steps = 0  # online steps ingested
-        self.episodes = 0
-        self.publish = publish  # (onnx bytes, version) -> None
-        self.utd = float(utd)
-        self.batch_size = int(batch_size)
-        self.min_steps = int(min_steps)
-        self.publish_every = int(publish_every)
-        self.version = version
         self.inbox: queue.Queue = queue.Queue()
-        self.updates = 0  # update calls (one actor step each)
-        self.critic_steps = 0
-        self.metrics: dict = {}
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trainer", daemon=True)
         self._t0 = time.monotonic()
+
+    # the loop's figures, read by the node (ints and a dict: safe to read from another thread)
+    agent = property(lambda self: self.loop.agent)
+    replay = property(lambda self: self.loop.replay)
+    steps = property(lambda self: self.loop.steps)
+    episodes = property(lambda self: self.loop.episodes)
+    updates = property(lambda self: self.loop.updates)
+    critic_steps = property(lambda self: self.loop.critic_steps)
+    metrics = property(lambda self: self.loop.metrics)
 
     # called from other threads -------------------------------------------------
     def start(self) -> None:
@@ -56,15 +51,13 @@ class Trainer:
         self._stop.set()
         self._thread.join(timeout)
 
-    def export(self) -> bytes:
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "actor.onnx"
-            self.agent.export_onnx(str(path), version=self.version)
-            return path.read_bytes()
+    def export(self) -> tuple[bytes, str]:
+        """The current actor as (ONNX bytes, sha256); before start() only (the thread owns the agent)."""
+        return self.loop.export()
 
     @property
     def updates_per_s(self) -> float:
-        return self.updates / max(1e-9, time.monotonic() - self._t0)
+        return self.loop.updates / max(1e-9, time.monotonic() - self._t0)
 
     # the thread ----------------------------------------------------------------
     def _drain(self, block: bool) -> None:
@@ -73,11 +66,9 @@ class Trainer:
             while True:
                 kind, payload = item
                 if kind == "step":
-                    self.replay.add_step(payload)
-                    self.steps += 1
+                    self.loop.add_step(payload)
                 else:
-                    self.replay.end_episode(payload)
-                    self.episodes += 1
+                    self.loop.end_episode(payload)
                 item = self.inbox.get_nowait()
         except queue.Empty:
             pass
@@ -85,38 +76,24 @@ class Trainer:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                due = self.critic_steps < self._owed() and self.replay.online.has_samples
+                due = self.loop.due
                 self._drain(block=not due)
                 self._report()
                 if not due:
                     continue
-                # RLPD's recipe: one sample of utd minibatches, a critic step on each, one actor step.
-                k = max(1, int(round(self.utd)))
-                batch = self.replay.sample(self.batch_size * k, self.rng)
-                self.metrics = self.agent.update(batch, n_critic_steps=k)
-                self.critic_steps += k
-                self.updates += 1
+                self.loop.update()
                 self._report()  # at once: in sim the actor may be waiting for exactly this
-                if self.updates % self.publish_every == 0:
-                    self.version += 1
-                    self.publish(self.export(), self.version)
-        except BaseException as e:  # noqa: BLE001  the node reports it and keeps ingesting
+        except BaseException as e:  # noqa: BLE001  the node fails with it (see the module doc)
             self.error = e
             while not self._stop.is_set():  # keep draining so no step is left unread
                 self._drain(block=True)
                 self._report()
 
-    def _owed(self) -> float:
-        """Critic steps due: utd for every step from the min_steps-th on (RLPD's learning starts)."""
-        return self.utd * max(0, self.steps - self.min_steps + 1)
-
     @property
     def trained_steps(self) -> int:
-        """Steps the learner has caught up with (never decreasing): all it has while it is below
-        min_steps or has stopped on an error, else those its critic steps cover at the UTD ratio."""
-        if self.steps < self.min_steps or self.error is not None:
-            return self.steps
-        return min(self.steps, self.min_steps - 1 + int(self.critic_steps / self.utd))
+        """Steps the learner has caught up with (never decreasing): the loop's figure, or all it
+        has once it stopped on an error (nobody should wait for a dead trainer)."""
+        return self.loop.steps if self.error is not None else self.loop.trained_steps
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -125,4 +102,3 @@ class Trainer:
     def finish_ingest(self) -> None:
         """After stop(): read what is still queued (at shutdown every sent step is counted)."""
         self._drain(block=False)
-

@@ -47,7 +47,7 @@ class DriverCellSettings:
     gripper_topic: str = "/gripper_controller/commands"  # Float64MultiArray, finger positions (m)
     cameras: str = "front"  # rendered at camera_hz and served to the camera node(s)
     camera_hz: float = 10.0
-    image_size: int = 128
+    image_size: tuple = (96, 128)  # (height, width): the calibration's 4:3, as a real camera's mode
     mjpeg_port: int = 8090  # frames served at http://127.0.0.1:<port>/<camera>.mjpg (0 = any free port)
     action: ActionSpec = field(default_factory=ActionSpec)
     safety: SafetyConfig = field(default_factory=SafetyConfig)  # the workspace box the twin clips to

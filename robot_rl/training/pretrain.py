@@ -2,12 +2,14 @@
 optional simulated interventions, periodic evaluation logged against environment steps.
 
     robot-rl pretrain --task pick_cube --kind flow --seed 0 --env-steps 30000 --n-demos 20 \
-        --out runs/pick_cube_flow_s0        (= python -m robot_rl.learn.train_sim ...)
+        --out runs/pick_cube_flow_s0        (= python -m robot_rl.training.pretrain ...)
 
 Budget: `env_steps` counts online steps (policy and intervention); demo collection is reported
-separately as `demo_steps`. After every executed chunk of k steps the agent takes k updates of
-`utd` critic steps each (RLPD's UTD, see Agent.update). Evaluation runs the deterministic
-deployed actor (one-step flow with z = 0, SAC mean, or the BC sampler) on its own env seed.
+separately as `demo_steps`. Training is the learner's own loop (robot_rl/training/loop.py), run
+inline after every executed chunk: `utd` critic steps owed per online step from the
+`learning_starts`-th on, `batch_size` rows per critic step. Chunks run open-loop and restart at
+each episode start, as in the actor. Evaluation runs the deterministic deployed actor (one-step
+flow with z = 0, SAC mean, or the BC sampler) on its own env seed.
 """
 from __future__ import annotations
 
@@ -17,19 +19,14 @@ import time
 
 import numpy as np
 
+from robot_rl.data.record import expert_episode, step_success
 from robot_rl.data.replay import MixedReplay
 from robot_rl.learn.agent import make_agent
 from robot_rl.spec import ObsSpec
+from robot_rl.training.loop import TrainingLoop
 from robot_rl.training.metrics_log import MetricsLog
 
 CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "episodes", "demo_steps", "wall_s")
-
-
-def _success(info: dict, reward: float) -> bool:
-    for key in ("success", "is_success"):
-        if key in info:
-            return bool(info[key])
-    return reward > 0
 
 
 def agent_spec(env, obs_keys=None) -> ObsSpec:
@@ -60,26 +57,20 @@ def _schema(spec: ObsSpec, action_dim: int) -> dict:
 
 def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int | None = None,
                   keys=None) -> tuple[int, int]:
-    """Roll out the scripted expert until n_demos successful episodes are on the demo side
-    (storing only the observation `keys`, default all). Returns (episodes kept, env steps spent,
-    failures included)."""
+    """Roll out the scripted expert (robot_rl.data.record.expert_episode) until n_demos
+    successful episodes are on the demo side (storing only the observation `keys`, default all).
+    Returns (episodes kept, env steps spent, failures included)."""
     kept = steps = tries = 0
     max_tries = max_tries or 3 * n_demos + 5
     while kept < n_demos and tries < max_tries:
-        obs, _ = env.reset(seed=seed + tries)
-        expert.reset()
-        rows, done, success = [], False, False
-        while not done:
-            action = np.asarray(expert.act(obs), np.float32)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            rows.append({**_view(obs, keys), "action": action, "reward": np.float32(reward), "terminated": bool(terminated)})
-            success = success or _success(info, reward)
-            done, obs = terminated or truncated, next_obs
+        rows = []
+        for obs, action, reward, terminated, _, final_obs, info in expert_episode(env, expert, seed + tries):
+            rows.append({**_view(obs, keys), "action": action, "reward": np.float32(reward), "terminated": terminated})
         steps += len(rows)
         tries += 1
-        if success:
+        if step_success(info, reward):
             episode = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-            replay.demo.add_episode(episode, _view(obs, keys), is_demo=True)
+            replay.demo.add_episode(episode, _view(final_obs, keys), is_demo=True)
             kept += 1
     if kept < n_demos:
         raise RuntimeError(f"the scripted expert succeeded in only {kept}/{tries} episodes (wanted {n_demos})")
@@ -98,7 +89,7 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float]:
             for action in agent.act(_view(obs, keys), deterministic=True):
                 obs, reward, terminated, truncated, info = env.step(action)
                 ret += float(reward)
-                success = success or _success(info, reward)
+                success = success or step_success(info, reward)
                 done = terminated or truncated
                 if done:
                     break
@@ -108,7 +99,7 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float]:
 
 
 def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
-        utd: int | None = None, cfg: dict | None = None, gamma: float = 0.99, cameras=(),
+        utd: float = 1, cfg: dict | None = None, gamma: float = 0.99, cameras=(), batch_size: int = 256,
         image_size: int = 128, obs_keys=None,
         expert_noise: float = 0.1, intervention_prob: float = 0.0, learning_starts: int = 0,
         pretrain_updates: int = 0, eval_every: int = 1000, eval_episodes: int = 10,
@@ -120,7 +111,8 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     make_env / make_expert (at `image_size`). obs_keys: what the agent sees (default: every
     env key); ("proprio", "wrist") learns from pixels without the simulator's object pose.
     intervention_prob: chance per chunk that the expert takes over (HIL-SERL style; those steps
-    also go to the demo side).
+    also go to the demo side). utd, batch_size, learning_starts: the training loop's schedule
+    (robot_rl/training/loop.py; learning_starts is its min_steps); cfg: AgentConfig keys.
     """
     import torch
 
@@ -136,24 +128,24 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     spec = agent_spec(env, obs_keys)
     keys = tuple(spec.shapes)
     cfg = dict(cfg or {}, seed=seed)
-    if utd is not None:
-        cfg["utd"] = int(utd)
     agent = make_agent(kind, spec, int(env.action_space.shape[0]), cfg, device=device)
     c = agent.cfg
     replay = MixedReplay.create(_schema(spec, int(env.action_space.shape[0])), capacity=2 * env_steps + 1000,
                                 chunk=c.chunk_len, gamma=gamma)
     _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000, keys=keys)
     agent.fit_obs_normalizer(replay.demo.sample(max(4 * demo_steps, 256), rng)["obs"])
-    for _ in range(pretrain_updates):
-        agent.update(replay.sample(c.batch_size, rng))
+    for _ in range(pretrain_updates):  # offline, on the demos alone: outside the online schedule
+        agent.update(replay.sample(batch_size, rng))
+    loop = TrainingLoop(agent, replay, utd=utd, batch_size=batch_size, min_steps=max(1, learning_starts), seed=seed)
 
     rows, t0 = [], time.time()
     log = MetricsLog(out_dir, os.path.join(out_dir, "progress.csv"), CSV_FIELDS) if out_dir else None
 
-    def log_eval(step, metrics):
+    def log_eval(step):
+        metrics = loop.metrics
         sr, ret = evaluate(eval_env, agent, eval_episodes, seed + 10_000)
         row = {"env_steps": step, "updates": agent.num_updates, "success_rate": sr, "mean_return": ret,
-               "episodes": episodes, "demo_steps": demo_steps, "wall_s": round(time.time() - t0, 1)}
+               "episodes": loop.episodes, "demo_steps": demo_steps, "wall_s": round(time.time() - t0, 1)}
         rows.append(row)
         if log:  # TensorBoard steps are environment steps, as in the CSV
             log.row(row)
@@ -166,12 +158,12 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         from tqdm import tqdm
 
         bar = tqdm(total=env_steps, desc=f"{task}/{kind}/s{seed}", unit="step")
-    step, episodes, metrics, next_eval = 0, 0, {}, 0
+    step, next_eval = 0, 0
     obs, _ = env.reset(seed=seed)
     expert.reset()
     while step < env_steps:
         if step >= next_eval:
-            sr = log_eval(step, metrics)
+            sr = log_eval(step)
             next_eval += eval_every
             if bar:
                 bar.set_postfix(success=f"{sr:.2f}")
@@ -181,8 +173,8 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         for i in range(c.chunk_len):
             action = np.asarray(expert.act(obs) if intervene else chunk[i], np.float32)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            replay.add_step({**_view(obs, keys), "action": action, "reward": np.float32(reward),
-                             "terminated": bool(terminated), "intervened": intervene})
+            loop.add_step({**_view(obs, keys), "action": action, "reward": np.float32(reward),
+                           "terminated": bool(terminated), "intervened": intervene})
             obs, k, done = next_obs, k + 1, terminated or truncated
             if done:
                 break
@@ -190,14 +182,11 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         if bar:
             bar.update(k)
         if done:
-            replay.end_episode(_view(obs, keys))
-            episodes += 1
-            obs, _ = env.reset()
+            loop.end_episode(_view(obs, keys))
+            obs, _ = env.reset()  # the next chunk is planned from the new episode's first observation
             expert.reset()
-        if step >= learning_starts and replay.online.has_samples:
-            for _ in range(k):
-                metrics = agent.update(replay.sample(c.batch_size * c.utd, rng), n_critic_steps=c.utd)
-    log_eval(step, metrics)
+        loop.train()
+    log_eval(step)
     if bar:
         bar.close()
     if log:
@@ -207,6 +196,28 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     return rows
 
 
+LOOP_DEFAULTS = {"utd": 1.0, "batch_size": 256, "gamma": 0.99, "learning_starts": 0}
+
+
+def read_config(path) -> tuple[dict, dict]:
+    """A pretrain settings file -> (the loop's keys, AgentConfig keys). Same shape as the
+    learner's section of config/sim.yaml: loop keys at the top, the agent under `agent:`."""
+    loop = dict(LOOP_DEFAULTS)
+    if not path:
+        return loop, {}
+    import yaml
+
+    with open(path) as f:
+        d = dict(yaml.safe_load(f) or {})
+    agent = d.pop("agent", None) or {}
+    unknown = sorted(set(d) - set(LOOP_DEFAULTS))
+    if unknown:
+        raise SystemExit(f"{path}: unknown keys {unknown}; valid: {sorted(LOOP_DEFAULTS)} and `agent:` "
+                         f"(AgentConfig keys go under agent:)")
+    loop.update(d)
+    return loop, agent
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="pick_cube")
@@ -214,9 +225,14 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--env-steps", type=int, default=30_000)
     ap.add_argument("--n-demos", type=int, default=20)
-    ap.add_argument("--utd", type=int, default=None)
-    ap.add_argument("--config", default=None, help="YAML file with AgentConfig keys")
-    ap.add_argument("--gamma", type=float, default=0.99)
+    ap.add_argument("--config", default=None,
+                    help="YAML with the loop's keys (utd, batch_size, gamma, learning_starts) and AgentConfig keys "
+                         "under `agent:`, as in config/sim.yaml's learner section (e.g. bench/configs/small.yaml)")
+    ap.add_argument("--utd", type=float, default=None, help=f"critic steps per env step (default {LOOP_DEFAULTS['utd']})")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help=f"replay rows per critic step (default {LOOP_DEFAULTS['batch_size']})")
+    ap.add_argument("--gamma", type=float, default=None, help=f"discount (default {LOOP_DEFAULTS['gamma']})")
+    ap.add_argument("--learning-starts", type=int, default=None, help="online steps before the first update (default 0)")
     ap.add_argument("--cameras", default="", help="comma-separated camera names (empty: state-only)")
     ap.add_argument("--image-size", type=int, default=128, help="camera image height = width (pixels)")
     ap.add_argument("--obs-keys", default="",
@@ -232,14 +248,12 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    cfg = None
-    if args.config:
-        import yaml
-
-        with open(args.config) as f:
-            cfg = yaml.safe_load(f) or {}
-    rows = run(args.task, args.kind, args.seed, args.env_steps, args.n_demos, args.utd, cfg, args.gamma,
-               tuple(c for c in args.cameras.split(",") if c), image_size=args.image_size,
+    loop, cfg = read_config(args.config)
+    for key in LOOP_DEFAULTS:  # the command line wins over the file
+        if getattr(args, key) is not None:
+            loop[key] = getattr(args, key)
+    rows = run(args.task, args.kind, args.seed, args.env_steps, args.n_demos, cfg=cfg, **loop,
+               cameras=tuple(c for c in args.cameras.split(",") if c), image_size=args.image_size,
                obs_keys=tuple(k for k in args.obs_keys.split(",") if k) or None, intervention_prob=args.intervention_prob,
                pretrain_updates=args.pretrain_updates, eval_every=args.eval_every,
                eval_episodes=args.eval_episodes, out_dir=args.out, device=args.device)
