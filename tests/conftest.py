@@ -50,3 +50,40 @@ class SpunNode:
             self._thread.join(5)
         self.node.destroy_node()
         self._rclpy.shutdown(context=self.ctx)
+
+
+def spawn_node(module: str, log_path, params: dict | None = None, namespace: str = ""):
+    """A node as its own process, as ros2 run would start it: `-p name:=value` per parameter,
+    output to log_path."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", module, "--ros-args"] + (["-r", f"__ns:={namespace}"] if namespace else [])
+    for k, v in (params or {}).items():
+        cmd += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def stop_process(proc, timeout: float = 20.0) -> int:
+    """SIGTERM (nodes own their shutdown), then SIGKILL; the exit code."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def wait_for(cond, timeout: float, what: str = "a condition") -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

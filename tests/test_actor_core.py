@@ -1,7 +1,6 @@
 """The actor's control loop as plain code (robot_rl.control.actor_core), without DDS: messages
 built by the codec, a real ONNX policy, a real zarr store, the node's outputs recorded."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 

@@ -1,9 +1,6 @@
 """Command adapters: contract twists -> MoveIt Servo's TwistStamped (frame, units, fresh stamps,
 the watchdog's zero twists, the e-stop) and gripper commands -> a controller's targets; the
 plain-code mapping first, then the node over real DDS."""
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -93,7 +90,7 @@ def test_core_holds_the_gripper_during_estop_and_reports():
 # ---------------------------------------------------------------------------- node, real DDS
 pytest.importorskip("rclpy")
 
-from conftest import SpunNode  # noqa: E402
+from conftest import SpunNode, spawn_node, stop_process  # noqa: E402
 
 
 class ActorAndArm(SpunNode):
@@ -156,25 +153,6 @@ class ActorAndArm(SpunNode):
         return None
 
 
-def spawn_adapter(tmp_path, name, params):
-    args = [sys.executable, "-m", "robot_rl.nodes.command_adapter", "--ros-args"]
-    for k, v in params.items():
-        args += ["-p", f"{k}:={v}"]
-    log = tmp_path / f"{name}.log"
-    proc = subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    return proc, log
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def vec(msg):
     from robot_rl import codec
 
@@ -195,7 +173,8 @@ def test_servo_unitless_frame_fresh_stamps_watchdog_and_float64_gripper(tmp_path
     from std_msgs.msg import Float64MultiArray
 
     world = ActorAndArm("/servo_a/delta_twist_cmds", Float64MultiArray, "/hand_a/commands")
-    proc, log = spawn_adapter(tmp_path, "adapter_a", {
+    log = tmp_path / "adapter_a.log"
+    proc = spawn_node("robot_rl.nodes.command_adapter", log, {
         "servo.topic": "/servo_a/delta_twist_cmds", "servo.command_frame": "fr3_link0",
         "servo.command_in_type": "unitless", "gripper.interface": "float64_array",
         "gripper.topic": "/hand_a/commands", "gripper.joints": "fr3_finger_joint1,fr3_finger_joint2"})
@@ -247,7 +226,7 @@ def test_servo_unitless_frame_fresh_stamps_watchdog_and_float64_gripper(tmp_path
         assert world.since(world.grips, g2) == []
         assert "gripper command dropped" in log.read_text()
     finally:
-        stop(proc)
+        stop_process(proc)
         world.close()
 
 
@@ -255,7 +234,8 @@ def test_servo_speed_units_estop_and_joint_state_gripper(tmp_path):
     from sensor_msgs.msg import JointState
 
     world = ActorAndArm("/servo_b/delta_twist_cmds", JointState, "/hand_b/target")
-    proc, log = spawn_adapter(tmp_path, "adapter_b", {
+    log = tmp_path / "adapter_b.log"
+    proc = spawn_node("robot_rl.nodes.command_adapter", log, {
         "servo.topic": "/servo_b/delta_twist_cmds", "servo.command_in_type": "speed_units",
         "gripper.interface": "joint_state", "gripper.topic": "/hand_b/target",
         "gripper.joints": "left,right", "gripper.open_width": 0.1})
@@ -298,5 +278,5 @@ def test_servo_speed_units_estop_and_joint_state_gripper(tmp_path):
         assert list(got[2].name) == ["left", "right"]
         np.testing.assert_allclose(got[2].position, [0.05, 0.05])
     finally:
-        stop(proc)
+        stop_process(proc)
         world.close()

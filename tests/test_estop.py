@@ -7,15 +7,14 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
 
-from conftest import SpunNode  # noqa: E402
+from conftest import SpunNode, wait_for  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
-from robot_rl import codec, contract as C  # noqa: E402
+from robot_rl import contract as C  # noqa: E402
 from robot_rl.nodes.estop import send_estop  # noqa: E402
 from robot_rl.nodes.ros import publisher, subscription  # noqa: E402
 from test_actor_core import observation, onnx_policy  # noqa: E402
@@ -50,14 +49,6 @@ def start_actor(run_dir, policy):
         stdout=open(run_dir / "actor.log", "a"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def wait(cond, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
 
 def test_estop_holds_latches_across_a_restart_and_needs_a_clear(tmp_path):
     policy = tmp_path / "actor.onnx"
@@ -65,16 +56,17 @@ def test_estop_holds_latches_across_a_restart_and_needs_a_clear(tmp_path):
     robot = Robot()
     actor = start_actor(tmp_path, policy)
     try:
-        assert wait(lambda: any(vx > 0.05 for _, vx in robot.twists)), (tmp_path / "actor.log").read_text()[-2000:]
-        assert wait(lambda: robot.estop.get_subscription_count() > 0)
+        wait_for(lambda: any(vx > 0.05 for _, vx in robot.twists), 30, "the policy's twists")
+        wait_for(lambda: robot.estop.get_subscription_count() > 0, 20, "the actor to hear the e-stop")
         t_sent = time.monotonic()
         robot.estop.publish(Bool(data=True))
-        assert wait(lambda: any(at > t_sent and vx == 0.0 for at, vx in robot.twists), 5)
+        wait_for(lambda: any(at > t_sent and vx == 0.0 for at, vx in robot.twists), 5, "a zero twist")
         stopped = [at for at, vx in robot.twists if at > t_sent and vx == 0.0]
         assert stopped[0] - t_sent < 0.5, "zero twists within 0.5 s of the e-stop"
         result = {}
         threading.Thread(target=lambda: result.update(r=send_estop(True, timeout_s=15))).start()
-        assert wait(lambda: "r" in result, 20) and result["r"][0], result  # the CLI sees it confirmed
+        wait_for(lambda: "r" in result, 20, "robot-rl estop")
+        assert result["r"][0], result  # the CLI sees it confirmed
         t_held = stopped[0] + 0.05
         time.sleep(1.0)
         assert robot.moving_after(t_held) and max(robot.moving_after(t_held)) == 0.0
@@ -82,12 +74,12 @@ def test_estop_holds_latches_across_a_restart_and_needs_a_clear(tmp_path):
         actor.terminate(); actor.wait(20)  # a restarted actor still holds
         actor = start_actor(tmp_path, policy)
         t_restart = time.monotonic()
-        assert wait(lambda: len(robot.moving_after(t_restart)) > 20)
+        wait_for(lambda: len(robot.moving_after(t_restart)) > 20, 30, "the restarted actor's commands")
         assert max(robot.moving_after(t_restart)) == 0.0, "the latch survives the restart"
 
         ok, why = send_estop(False, timeout_s=15)  # false on the topic, then the clear service
         assert ok, why
-        assert wait(lambda: any(vx > 0.05 for vx in robot.moving_after(t_restart))), "moving again after the clear"
+        wait_for(lambda: any(vx > 0.05 for vx in robot.moving_after(t_restart)), 20, "motion after the clear")
     finally:
         actor.terminate()
         actor.wait(20)

@@ -2,7 +2,6 @@
 --twin` brings up the camera node (on the twin's MJPEG stream), robot_state (FK), the actor on
 its wall-clock timer and the command adapters, in the `cell` namespace."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

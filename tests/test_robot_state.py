@@ -1,8 +1,5 @@
 """Robot-state adapter: FK against the twin's own end-effector pose, the name mapping, stale and
 bad driver input (plain code), and the node over real DDS with franka-style driver topics."""
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -206,7 +203,7 @@ def test_settings_refuse_mismatched_name_lists():
 # ---------------------------------------------------------------------------- node, real DDS
 pytest.importorskip("rclpy")
 
-from conftest import SpunNode  # noqa: E402
+from conftest import SpunNode, spawn_node, stop_process  # noqa: E402
 
 
 class Driver(SpunNode):
@@ -268,27 +265,6 @@ class Driver(SpunNode):
             self.joints.clear(), self.poses.clear(), self.diags.clear()
 
 
-def spawn_robot_state(tmp_path, name: str, params: dict, namespace: str = ""):
-    args = [sys.executable, "-m", "robot_rl.nodes.robot_state", "--ros-args"]
-    if namespace:
-        args += ["-r", f"__ns:={namespace}"]
-    for k, v in params.items():
-        args += ["-p", f"{k}:={v}"]
-    log = tmp_path / f"{name}.log"
-    proc = subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    return proc, log
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 def stream(driver: Driver, stop_evt: threading.Event, names, pos_fn, hz=50.0, pose_fn=None):
     def loop():
         i = 0
@@ -307,7 +283,8 @@ def stream(driver: Driver, stop_evt: threading.Event, names, pos_fn, hz=50.0, po
 
 def test_node_maps_fr3_joint_states_with_fk_drops_nan_and_stops_when_stale(tmp_path, kin):
     driver = Driver("/drv/joint_states")
-    proc, log = spawn_robot_state(tmp_path, "robot_state", {
+    log = tmp_path / "robot_state.log"
+    proc = spawn_node("robot_rl.nodes.robot_state", log, {
         "joint_states_topic": "/drv/joint_states", "arm_joints": ",".join(FR3_ARM),
         "finger_joints": ",".join(FR3_FINGERS), "stale_timeout_s": 0.3, "diagnostics_hz": 10.0})
     try:
@@ -358,13 +335,14 @@ def test_node_maps_fr3_joint_states_with_fk_drops_nan_and_stops_when_stale(tmp_p
         with driver.lock:
             assert all(at <= quiet_at + 0.1 for at, _ in driver.joints)
     finally:
-        stop(proc)
+        stop_process(proc)
         driver.close()
 
 
 def test_node_prefers_the_driver_pose_best_effort_and_stops_when_it_goes_stale(tmp_path, kin):
     driver = Driver("/drv2/joint_states", "/drv2/current_pose")
-    proc, log = spawn_robot_state(tmp_path, "robot_state_pose", {
+    log = tmp_path / "robot_state_pose.log"
+    proc = spawn_node("robot_rl.nodes.robot_state", log, {
         "joint_states_topic": "/drv2/joint_states", "arm_joints": ",".join(FR3_ARM),
         "finger_joints": ",".join(FR3_FINGERS), "ee_pose_topic": "/drv2/current_pose",
         "ee_pose_frame": "fr3_link0", "stale_timeout_s": 0.3, "diagnostics_hz": 10.0})
@@ -399,12 +377,13 @@ def test_node_prefers_the_driver_pose_best_effort_and_stops_when_it_goes_stale(t
             evt2.set()
             th2.join()
     finally:
-        stop(proc)
+        stop_process(proc)
         driver.close()
 
 
 def test_node_refuses_a_driver_topic_that_is_the_contracts_own(tmp_path):
     """No namespace: /joint_states would be both the driver's and the contract's topic."""
-    proc, log = spawn_robot_state(tmp_path, "collision", {"joint_states_topic": "/joint_states"})
+    log = tmp_path / "collision.log"
+    proc = spawn_node("robot_rl.nodes.robot_state", log, {"joint_states_topic": "/joint_states"})
     assert proc.wait(60) != 0
     assert "run robot_state in a namespace" in log.read_text()

@@ -10,9 +10,6 @@ wall clock, with the actor on its timer, as on a robot."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -88,38 +85,16 @@ def test_unknown_event_and_bad_settings():
 
 rclpy = pytest.importorskip("rclpy")
 
-from conftest import SpunNode  # noqa: E402
+from conftest import SpunNode, spawn_node, stop_process, wait_for  # noqa: E402
 from robot_rl import codec, contract as C  # noqa: E402
 from robot_rl.nodes.ros import publisher, subscription  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 
 def node_proc(module: str, run_dir: Path, params: dict, log_name: str):
-    cmd = [sys.executable, "-m", module, "--ros-args", "-p", "use_sim_time:=false", "-p", f"run_dir:={run_dir}"]
-    for k, v in params.items():
-        cmd += ["-p", f"{k}:={v}"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / f"{log_name}.log", "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    return spawn_node(module, run_dir / f"{log_name}.log", {"use_sim_time": "false", "run_dir": run_dir, **params})
 
-
-def stop(proc, timeout=20) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Operator(SpunNode):
@@ -170,13 +145,13 @@ def test_node_success_key_ends_episode_then_waits_for_reset(tmp_path):
         wait_for(lambda: any(s["episode"] == 1 for s in op.since(n)), 10, "episode 1")
         first = [s for s in op.since(n) if s["episode"] == 1][0]
         assert first["step"] == 0 and not first["terminated"] and first["reward"] == 0
-        assert stop(proc) == 0
+        assert stop_process(proc) == 0
         summary = json.loads((tmp_path / "task_status_summary.json").read_text())
         assert summary["episodes"] == [{"episode": 0, "steps": end["step"], "ended_as": "success", "success": True}]
         log = (tmp_path / "task_status.log").read_text()
         assert "failure ignored: episode 0 already ended (success)" in log
     finally:
-        stop(proc)
+        stop_process(proc)
         op.close()
 
 
@@ -228,7 +203,7 @@ def test_graph_operator_success_key_is_a_successful_episode_in_the_store(tmp_pat
         assert ended and ended[0]["success"] and ended[0]["episode"] == 0
         assert not any(s["episode"] > 0 and s["terminated"] for s in op.since(0))  # the 2nd Start: ignored
         for p in procs:
-            assert stop(p) == 0, p.args
+            assert stop_process(p) == 0, p.args
         s = EpisodeStore.open(str(store), mode="r")
         assert s.n_episodes == 1, "exactly one episode: the success key ended it, nothing more"
         assert bool(s.episode_meta(0)["success"]) is True
@@ -247,7 +222,7 @@ def test_graph_operator_success_key_is_a_successful_episode_in_the_store(tmp_pat
         assert "success ignored" in log and "reset: episode 1 starts" in log
     finally:
         for p in procs:
-            stop(p)
+            stop_process(p)
         op.close()
         robot.close()
 

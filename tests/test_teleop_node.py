@@ -145,7 +145,7 @@ def test_devices_file_errors_are_named(tmp_path):
 
 rclpy = pytest.importorskip("rclpy")
 
-from conftest import SpunNode  # noqa: E402
+from conftest import SpunNode, wait_for  # noqa: E402
 from robot_rl import codec, contract as C  # noqa: E402
 from robot_rl.nodes.ros import publisher, subscription  # noqa: E402
 
@@ -197,14 +197,6 @@ def start_teleop(tmp_path, driver, devices_yaml, extra=()):
         cmd += ["-p", f"devices_file:={devices_file(tmp_path, devices_yaml)}"]
     return subprocess.Popen(list(cmd) + list(extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def finish(proc, timeout=15) -> tuple[int, str]:

@@ -95,7 +95,6 @@ class SoftwareRealSense:
     def inject(self, rgb: np.ndarray, depth_m: np.ndarray | None = None, t_s: float | None = None) -> int:
         """One frame (uint8 HxWx3 RGB, optional float depth in metres) stamped t_s on the
         device's clock (default: host time). Returns its frame number."""
-        rs = self.rs
         rgb = np.ascontiguousarray(rgb, np.uint8)
         if rgb.shape != (self.height, self.width, 3):
             raise ValueError(f"rgb must be {(self.height, self.width, 3)}, got {rgb.shape}")
