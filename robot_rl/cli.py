@@ -149,6 +149,7 @@ def cmd_sim(args) -> int:
         if not init.is_file():
             raise SystemExit(f"robot-rl sim: no checkpoint at {init}")
         overrides["init_checkpoint"] = str(init)
+        overrides["eval_at_start"] = True  # the first evaluation measures the warm start
     print(f"robot-rl sim: {args.task}, seed {args.seed}, budget {args.steps or 'none'} steps -> {run_dir}")
     demos = _demo_store(args, run_dir)
     if demos:
@@ -326,7 +327,7 @@ def main(argv=None) -> int:
     s = sub.add_parser("sim", help="the whole graph (twin, teleop, actor, learner) over ROS 2")
     s.add_argument("--task", default="pick_cube")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--steps", type=int, default=2000, help="step budget (0 = until Ctrl-C)")
+    s.add_argument("--steps", type=int, default=3000, help="step budget (0 = until Ctrl-C)")
     s.add_argument("--run-dir", default=None)
     s.add_argument("--params", default=None, help="parameter YAML (default: config/sim.yaml)")
     s.add_argument("--kind", default=None, help="learner: sac | flow | bc")

@@ -156,7 +156,7 @@ def test_chunk_restarts_after_a_hold_a_takeover_and_a_swap(tmp_path):
 
 
 def test_evaluation_start_restarts_the_chunk_and_holds_back_new_policies(tmp_path):
-    core, io = make(tmp_path, eval_every=3, eval_episodes=2)
+    core, io = make(tmp_path, eval_every=3, eval_episodes=2, eval_at_start=True)
     sim = Sim(core, io)
     give_policy(core, 1, CHUNK)
     for _ in range(3):
@@ -331,3 +331,15 @@ def test_policy_file_runs_from_the_start_and_a_bad_one_fails_it(tmp_path):
         make(tmp_path, policy_file=str(bad))
     with pytest.raises(ValueError, match="missing.onnx"):
         make(tmp_path, policy_file=str(tmp_path / "missing.onnx"))
+
+
+def test_the_first_evaluation_waits_for_training_unless_measuring_a_warm_start(tmp_path):
+    core, io = make(tmp_path, eval_every=5, eval_episodes=1)
+    sim = Sim(core, io)
+    give_policy(core, 1, CHUNK)
+    sim.step(); sim.step(done=True)  # 1 training step: no block yet
+    assert not core.evaluating
+    for _ in range(4):
+        sim.step()
+    sim.step(done=True)  # 5 training steps
+    assert core.evaluating

@@ -56,6 +56,7 @@ class ActorSettings:
     learner_sync_lag: int = 20  # sim: at most this many steps ahead of the learner (0 = never wait)
     eval_every: int = 500  # training steps between evaluation blocks (0 = never)
     eval_episodes: int = 10  # episodes per block, no intervention allowed
+    eval_at_start: bool = False  # a first block before any training (measures a warm start)
     sensor_reliability: str = "reliable"  # best_effort where the drivers publish best-effort
     policy_file: str = ""  # an ONNX actor to run from the start (version 0) until a newer one arrives
 
@@ -123,7 +124,8 @@ class ActorCore:
         self.chunk_episode = None  # the status' episode id the queued chunk was planned in
 
         self.evaluating = False
-        self.next_eval_at = 0  # the first block measures the warm-start policy
+        # the first block: before any training when measuring a warm start, else after eval_every
+        self.next_eval_at = 0 if s.eval_at_start else s.eval_every
         self.eval_left = 0
         self.eval_block: list[bool] = []
         self.eval_history: list[dict] = []
