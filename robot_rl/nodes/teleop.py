@@ -24,7 +24,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from std_msgs.msg import Bool, String
@@ -34,7 +33,8 @@ from robot_rl.nodes.ros import csv_list, make_node_options, publisher, run, sett
 from robot_rl.safety import SafetyConfig
 from robot_rl.spec import ActionSpec
 from robot_rl.teleop.device import DeviceError
-from robot_rl.teleop.takeover import TakeoverConfig, TakeoverRule
+from robot_rl.teleop.scripted import ScriptedHuman
+from robot_rl.teleop.takeover import TakeoverConfig
 
 
 @dataclass
@@ -68,18 +68,13 @@ class TeleopNode(Node):
         if s.driver != "scripted":
             self._init_device(s)
             return
-        # The scripted expert plans from observations with plain NumPy: no simulator loaded here.
-        from robot_rl.twin.experts import make_expert
-
         self.task = s.task
-        self.expert = make_expert(s.task, noise=s.expert_noise, seed=s.seed + 1)
-        self.action_spec = s.action
-        self.rule = TakeoverRule(s.takeover, s.safety.workspace_min, s.safety.workspace_max, seed=s.seed + 2)
+        self.human = ScriptedHuman(s.task, s.action, s.takeover, s.safety.workspace_min, s.safety.workspace_max,
+                                   noise=s.expert_noise, seed=s.seed)
         self.gripper_joints = csv_list(s.gripper_joints)
         self.latest: dict = {}
         self.last_key = -1
         self.answer = None  # (engaged, twist, grip, stamp) of the last observation answered
-        self.episode = None
         self.engaged_steps: list[float] = []  # obs stamps answered while engaged
         self.takeovers = 0
         self.releases = 0
@@ -94,7 +89,7 @@ class TeleopNode(Node):
         self.pub_grip = publisher(self, C.TELEOP_GRIPPER)
         self.pub_event = publisher(self, C.TELEOP_EVENT)
         self.pub_engaged.publish(Bool(data=False))
-        self.get_logger().info(f"teleop up: scripted human for {self.task}, rule {self.rule.cfg}")
+        self.get_logger().info(f"teleop up: scripted human for {self.task}, rule {self.human.rule.cfg}")
 
     def _on_sensor(self, topic: str, msg) -> None:
         self.latest[topic] = msg
@@ -119,26 +114,12 @@ class TeleopNode(Node):
             return  # terminal observation: nobody acts on it
         t = codec.from_stamp(self.latest[C.TASK_STATUS].header.stamp)
         obs = codec.observation_from_msgs(self.latest, gripper_joints=self.gripper_joints)
-        if status["episode"] != self.episode:
-            self.episode = status["episode"]
-            self.expert.reset()
-            if self.rule.engaged:
-                self._event("release")
-            self.rule.reset()
-        was = self.rule.engaged
-        action = np.asarray(self.expert.act(obs), np.float32)  # every step: the expert tracks its phase
-        engaged = self.rule.update(float(self.expert.progress(obs)), obs["proprio"][:3])
-        if self.evaluating and engaged:
-            self.rule.reset()  # hands off during evaluation
-            engaged = False
-        if engaged != was:
-            self._event("takeover" if engaged else "release")
-        if engaged:
+        a = self.human.answer(obs, status["episode"], self.evaluating)
+        for e in a.events:
+            self._event(e)
+        if a.engaged:
             self.engaged_steps.append(t)
-            twist, grip = self.action_spec.to_command(action)
-        else:
-            twist, grip = np.zeros(6), -1.0
-        self.answer = (engaged, twist, grip, t)
+        self.answer = (a.engaged, a.twist, a.grip, t)
         self._publish_answer()
 
     def _publish_answer(self) -> None:
