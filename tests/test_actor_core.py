@@ -317,6 +317,18 @@ def test_steps_reach_the_store_before_the_wire(tmp_path):
     assert root["data/action"].shape[0] == 3
 
 
+def test_each_stored_episode_says_its_cell(tmp_path):
+    from robot_rl.data.store import EpisodeStore
+
+    core, io = make(tmp_path)
+    core.cell = "cell_a"
+    sim = Sim(core, io)
+    give_policy(core, 1, CHUNK)
+    sim.step(); sim.step(done=True, success=True)
+    core.close()
+    assert EpisodeStore.open(str(tmp_path / "store.zarr"), "r").episode_meta(0)["cell"] == "cell_a"
+
+
 def test_policy_file_runs_from_the_start_and_a_bad_one_fails_it(tmp_path):
     good = tmp_path / "actor.onnx"
     good.write_bytes(onnx_policy(CHUNK))

@@ -90,8 +90,9 @@ class ActorIO(Protocol):
 
 
 class ActorCore:
-    def __init__(self, s: ActorSettings, io: ActorIO, monotonic=time.monotonic):
+    def __init__(self, s: ActorSettings, io: ActorIO, monotonic=time.monotonic, cell: str = ""):
         self.s = s
+        self.cell = cell  # the cell's namespace: each stored episode says which cell it ran in
         self.io = io
         self.monotonic = monotonic  # wall time for the lock-step teleop wait
         self.run_dir = Path(s.run_dir)
@@ -414,7 +415,8 @@ class ActorCore:
         self.store = EpisodeStore.open_or_create(
             str(path), schema, attrs={"task": self.s.task, "action_names": list(self.spec.names)})
         self.log = EpisodeLog(self.store, self._send_step, self._send_episode_end,
-                              {"task": self.s.task, "robot": self.s.robot}, source=self.s.episode_source)
+                              {"task": self.s.task, "robot": self.s.robot, "cell": self.cell},
+                              source=self.s.episode_source)
         self.io.log("info", f"logging to {path}")
 
     def _send_step(self, step: dict, meta: dict) -> None:

@@ -27,7 +27,7 @@ class ActorNode(Node):
     def __init__(self):
         super().__init__("actor", **make_node_options())
         s = settings(self, ActorSettings)
-        self.core = ActorCore(s, self)
+        self.core = ActorCore(s, self, cell=self.get_namespace().strip("/"))
         self.pub_twist = publisher(self, C.COMMAND_TWIST)
         self.pub_grip = publisher(self, C.COMMAND_GRIPPER)
         self.pub_transitions = publisher(self, C.TRANSITIONS)
