@@ -66,8 +66,9 @@ def test_robot_graph_resolves_and_its_params_are_settings():
     from robot_rl.graph import robot_graph
 
     text = (ROOT / "setup.py").read_text()
-    for use_twin in (False, True):
+    for use_twin, extra in ((False, []), (True, []), (False, [str(ROOT / "config/robot_ur.yaml")])):
         nodes, params = robot_graph(["front", "wrist"], use_twin=use_twin, teleop=True, learner=True)
+        params = params + extra
         merged: dict = {}
         for path in params:
             assert Path(path).exists(), path

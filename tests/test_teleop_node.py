@@ -19,15 +19,7 @@ import pytest
 from robot_rl.teleop.device import DeviceError
 from robot_rl.teleop.session import DeviceTeleop, load_devices_file, operator_config
 
-DATA = Path(__file__).parent / "data" / "teleop"
-
-
-class Clock:
-    def __init__(self):
-        self.t = 100.0
-
-    def __call__(self):
-        return self.t
+from test_teleop_devices import DATA, Clock  # noqa: E402  (the device tests' recordings and clock)
 
 
 def devices_file(tmp_path, text: str) -> str:
@@ -202,12 +194,7 @@ def start_teleop(tmp_path, driver, devices_yaml, extra=()):
 def finish(proc, timeout=15) -> tuple[int, str]:
     if proc.poll() is None:
         proc.send_signal(2)  # SIGINT: the node closes its device and writes its summary
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return proc.returncode, out
+    return finish_when_done(proc, timeout)
 
 
 def test_node_spacemouse_takeover_release_and_unplug(tmp_path):
