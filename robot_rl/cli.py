@@ -294,6 +294,15 @@ def cmd_estop(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_calibrate_capture(args) -> int:
+    from robot_rl.nodes.calib_capture import capture
+
+    n = capture(args.out, args.camera, args.poses, namespace=args.namespace, every_s=args.every,
+                count=args.count, timeout_s=args.timeout)
+    print(f"robot-rl calibrate capture: {n} views in {args.out}")
+    return 0
+
+
 def cmd_data(args) -> int:
     from robot_rl.data import inspect as data_inspect
     from robot_rl.data.store import EpisodeStore
@@ -409,7 +418,10 @@ def main(argv=None) -> int:
                    add_help=False)
     from robot_rl.calibration.commands import add_calibrate_parser
 
-    add_calibrate_parser(sub)  # robot-rl calibrate board|intrinsics|handeye|overlay
+    add_calibrate_parser(sub, capture_func=cmd_calibrate_capture)  # board|intrinsics|handeye|overlay|capture
+    from robot_rl.reward.commands import add_classifier_parser
+
+    add_classifier_parser(sub)  # robot-rl classifier train|record|eval
     args, rest = p.parse_known_args(argv)
     if args.cmd == "pretrain":
         return cmd_pretrain(args, rest)

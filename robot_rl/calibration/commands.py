@@ -132,9 +132,10 @@ def cmd_overlay(args) -> int:
     return 0
 
 
-def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
+def add_calibrate_parser(subparsers, capture_func=None) -> argparse.ArgumentParser:
     """Add `calibrate` (with board|intrinsics|handeye|overlay) to an argparse subparsers object;
-    the parsed args carry func=cmd_calibrate, which returns the exit code."""
+    the parsed args carry func=cmd_calibrate, which returns the exit code. capture_func(args):
+    `calibrate capture` from the live graph (it needs ROS, so the CLI passes it in)."""
     c = subparsers.add_parser("calibrate", help="camera intrinsics, hand-eye, twin overlay (into the cell YAML)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = c.add_subparsers(dest="calibrate_cmd", required=True)
@@ -179,6 +180,16 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, default=0, help="twin reset seed (where task objects are placed)")
     o.add_argument("--out", default=None, help="overlay image (default: FRAME_overlay.png)")
     o.set_defaults(calibrate_func=cmd_overlay)
+    if capture_func is not None:
+        k = sub.add_parser("capture", help="capture views (+ ee poses) live from the robot graph")
+        k.add_argument("out", help="folder for view_NNN.png (+ poses.yaml with --poses)")
+        k.add_argument("--camera", required=True, help="the contract camera name, e.g. front")
+        k.add_argument("--poses", action="store_true", help="also record the ee pose (TCP) per view, for hand-eye")
+        k.add_argument("--namespace", default="cell", help="the robot graph's namespace")
+        k.add_argument("--every", type=float, default=1.0, help="with --count: seconds between captures")
+        k.add_argument("--count", type=int, default=0, help="capture this many unattended (0 = Enter per view)")
+        k.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the topics")
+        k.set_defaults(calibrate_func=capture_func)
     c.set_defaults(func=cmd_calibrate)
     return c
 
