@@ -4,7 +4,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "robot_rl"
-NODES = ["twin", "actor", "learner", "teleop", "camera", "robot_state", "command_adapter", "task_status", "twin_driver"]
+NODES = ["twin", "actor", "learner", "teleop", "camera", "robot_state", "command_adapter", "task_status", "twin_driver", "reward_classifier"]
 
 setup(
     name=PACKAGE,

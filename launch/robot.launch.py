@@ -24,6 +24,7 @@ ARGS = {
     "params_file": ("", "a params file on top of config/robot.yaml"),
     "cell": ("", "the cell's calibration YAML for the camera nodes ('' = the params file's)"),
     "policy": ("", "an ONNX actor to run from the start"),
+    "reward": ("operator", "who says success: operator (task_status) | classifier (reward_classifier)"),
 }
 
 
@@ -31,7 +32,7 @@ def _nodes(context):
     arg = {k: LaunchConfiguration(k).perform(context) for k in ARGS}
     cameras = [c for c in arg["cameras"].split(",") if c]
     use_twin = arg["use_twin"].lower() in ("1", "true", "yes")
-    nodes, params = robot_graph(cameras, use_twin=use_twin, teleop=arg["teleop"] != "none")
+    nodes, params = robot_graph(cameras, use_twin=use_twin, teleop=arg["teleop"] != "none", reward=arg["reward"])
     params = params + ([arg["params_file"]] if arg["params_file"] else [])
     # sections keyed /<namespace>/<node>: rcl matches the fully qualified node name
     params = namespaced_params(params, arg["namespace"], tempfile.mkdtemp(prefix="robot_rl_params_"))

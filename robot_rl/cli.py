@@ -53,7 +53,9 @@ def run_graph(name, params: str | None, overrides: dict, run_dir: Path, budget: 
               namespace: str = "") -> tuple[int, str]:
     """Bring a graph up (robot_rl.graph: a graph's name, or (nodes, params files)), show
     progress, bring it down when the actor has spent its budget (and a learner has every logged
-    step), on Ctrl-C, or when a node dies."""
+    step), on Ctrl-C, or when a node dies. A learner that dies is restarted instead (it resumes
+    from its checkpoint and backfills from the actor's store), at most LEARNER_RESTARTS times a
+    run, and not after the same fatal reason twice in a row (a failure that repeats itself)."""
     from robot_rl.bringup import Graph
     from robot_rl.graph import graph
 
@@ -82,12 +84,24 @@ def run_graph(name, params: str | None, overrides: dict, run_dir: Path, budget: 
     code, reason = 0, "stopped"
     last_print, finished_at = 0.0, None
     interactive = sys.stdout.isatty()
+    last_fatal = None  # the learner's fatal reason at its last restart
     try:
         while True:
             mon.spin(0.2)
             dead = g.dead()
+            if list(dead) == ["learner"] and stop["signal"] is None:
+                fatal = _fatal_reason(g, "learner")
+                if g.restarts.get("learner", 0) < LEARNER_RESTARTS and (fatal is None or fatal != last_fatal):
+                    last_fatal = fatal
+                    why = fatal or _exit_code_words(dead["learner"])
+                    g.restart("learner", why)
+                    print(f"{chr(10) if interactive else ''}  learner exited ({why}), restarted from its checkpoint "
+                          f"(restart {g.restarts['learner']} of at most {LEARNER_RESTARTS})", flush=True)
+                    continue
             if dead:
                 code, reason = 1, _exit_reasons(g, dead)
+                if g.restarts.get("learner"):
+                    reason += f" (after {g.restarts['learner']} learner restart(s))"
                 break
             if stop["signal"] is not None:
                 reason = "interrupted"
@@ -119,14 +133,35 @@ def run_graph(name, params: str | None, overrides: dict, run_dir: Path, budget: 
     return code, reason
 
 
+LEARNER_RESTARTS = 5  # per run: a learner that keeps dying is a fault to report, not to hide
+
+
+def _fatal_reason(g, node: str) -> str | None:
+    """The fatal line a node printed on its way out (robot_rl.nodes.ros.run), in its current
+    life only (the log of a restarted node goes on after a "----- restart" line), else None."""
+    lines = g.log_tail(node, 200).splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("----- restart ")]
+    fatal = [line.split("] fatal: ", 1)[1] for line in lines[(starts[-1] + 1 if starts else 0):]
+             if line.startswith("[") and "] fatal: " in line]  # "[node]" if it died being built
+    return fatal[-1] if fatal else None
+
+
+def _exit_code_words(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            pass
+    return f"exit code {rc}"
+
+
 def _exit_reasons(g, dead: dict) -> str:
     """Why nodes ended, for the terminal: "learner exited: trainer stopped ...", the fatal line a
     node prints on its way out (robot_rl.nodes.ros.run), else its exit code."""
     out = []
     for node, rc in dead.items():
-        fatal = [line.split("] fatal: ", 1)[1] for line in g.log_tail(node, 200).splitlines()
-                 if line.startswith("[") and "] fatal: " in line]  # "[node]" if it died being built
-        out.append(f"{node} exited: {fatal[-1]}" if fatal else f"{node} exited early (exit code {rc})")
+        fatal = _fatal_reason(g, node)
+        out.append(f"{node} exited: {fatal}" if fatal else f"{node} exited early (exit code {rc})")
     return "; ".join(out)
 
 
@@ -257,7 +292,8 @@ def cmd_robot(args) -> int:
 
     run_dir = _run_dir(args, "robot")
     cameras = [c for c in (args.cameras or "").split(",") if c]
-    nodes, params = robot_graph(cameras, use_twin=args.twin, teleop=args.teleop != "none", learner=args.learner)
+    nodes, params = robot_graph(cameras, use_twin=args.twin, teleop=args.teleop != "none", learner=args.learner,
+                                reward=args.reward)
     if args.params:
         params = params + [str(Path(args.params).resolve())]
     overrides = {"run_dir": str(run_dir), "task": args.task, "max_steps": args.steps, "max_episodes": args.episodes}
@@ -376,6 +412,9 @@ def main(argv=None) -> int:
     rb.add_argument("--cameras", default="", help="camera nodes to run, e.g. front,wrist (config/robot.yaml sections camera_<name>)")
     rb.add_argument("--twin", action="store_true", help="the twin poses as the cell's drivers (no hardware)")
     rb.add_argument("--teleop", default="none", help="teleop driver: spacemouse|gamepad|keyboard|spacemouse+keyboard|none")
+    rb.add_argument("--reward", default="operator", choices=("operator", "classifier"),
+                    help="who says success: the person's keys (task_status) or a trained classifier "
+                         "(reward_classifier, model in config/robot.yaml or -p reward_classifier/model:=...)")
     rb.add_argument("--learner", action="store_true", help="run the learner here too (else: robot-rl learner on the GPU box)")
     rb.add_argument("--policy", default="", help="an ONNX actor to run from the start (until a learner sends a newer one)")
     rb.add_argument("--steps", type=int, default=0, help="stop after this many steps (0 = until Ctrl-C)")

@@ -28,6 +28,7 @@ NODES = {
     "command_adapter": NodeSpec("command_adapter", "command_adapter_node", "robot_rl.nodes.command_adapter"),
     "task_status": NodeSpec("task_status", "task_status_node", "robot_rl.nodes.task_status"),
     "twin_driver": NodeSpec("twin_driver", "twin_driver_node", "robot_rl.nodes.twin_driver"),
+    "reward_classifier": NodeSpec("reward_classifier", "reward_classifier_node", "robot_rl.nodes.reward_classifier"),
 }
 
 GRAPHS = {
@@ -46,8 +47,8 @@ def camera_node(camera: str) -> NodeSpec:
     return NodeSpec(f"camera_{camera}", "camera_node", "robot_rl.nodes.camera")
 
 
-def robot_graph(cameras=(), use_twin: bool = False, teleop: bool = True, learner: bool = False
-                ) -> tuple[list[NodeSpec], list[str]]:
+def robot_graph(cameras=(), use_twin: bool = False, teleop: bool = True, learner: bool = False,
+                reward: str = "operator") -> tuple[list[NodeSpec], list[str]]:
     """The robot graph -> (nodes in start order, params files in order, later ones winning).
 
     On the robot: a camera node per camera, the state adapter and the command adapters beside
@@ -55,10 +56,16 @@ def robot_graph(cameras=(), use_twin: bool = False, teleop: bool = True, learner
     operator's episode status (task_status). The learner usually runs on a GPU box
     (`robot-rl learner`). use_twin: the twin poses as the cell's drivers (config/robot_twin.yaml
     on top of config/robot.yaml) and, as the cell's reward source, replaces task_status.
+    reward: who says an episode succeeded: `operator` (task_status, the person's keys) or
+    `classifier` (reward_classifier on a camera; the person's keys still override it). One
+    source only: two would publish two episode counts on task/status.
     """
+    if reward not in ("operator", "classifier"):
+        raise ValueError(f"reward must be operator or classifier, not {reward!r}")
     names = (["twin_driver"] if use_twin else []) + ["robot_state", "command_adapter"]
     names += (["learner"] if learner else []) + ["actor"]
-    names += (["teleop"] if teleop else []) + ([] if use_twin else ["task_status"])
+    source = "task_status" if reward == "operator" else "reward_classifier"
+    names += (["teleop"] if teleop else []) + ([] if use_twin else [source])
     nodes = [camera_node(c) for c in cameras] + [NODES[n] for n in names]
     if use_twin:  # the drivers first: the rest of the graph reads them
         nodes.insert(0, nodes.pop(len(cameras)))

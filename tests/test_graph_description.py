@@ -66,8 +66,9 @@ def test_robot_graph_resolves_and_its_params_are_settings():
     from robot_rl.graph import robot_graph
 
     text = (ROOT / "setup.py").read_text()
-    for use_twin, extra in ((False, []), (True, []), (False, [str(ROOT / "config/robot_ur.yaml")])):
-        nodes, params = robot_graph(["front", "wrist"], use_twin=use_twin, teleop=True, learner=True)
+    for use_twin, extra, reward in ((False, [], "operator"), (True, [], "operator"),
+                                    (False, [str(ROOT / "config/robot_ur.yaml")], "classifier")):
+        nodes, params = robot_graph(["front", "wrist"], use_twin=use_twin, teleop=True, learner=True, reward=reward)
         params = params + extra
         merged: dict = {}
         for path in params:
@@ -108,3 +109,12 @@ def test_per_node_overrides(tmp_path):
     assert over["/cell_a/camera_front"]["ros__parameters"] == {"max_steps": 5}
     cmd = g.command(nodes[0])
     assert "__ns:=/cell_a" in cmd and cmd.count("--params-file") == len(params) + 1
+
+
+def test_the_robot_graph_has_one_reward_source():
+    from robot_rl.graph import robot_graph
+
+    names = lambda **kw: [n.name for n in robot_graph([], **kw)[0]]  # noqa: E731
+    assert "task_status" in names() and "reward_classifier" not in names()
+    assert "reward_classifier" in names(reward="classifier") and "task_status" not in names(reward="classifier")
+    assert not {"task_status", "reward_classifier"} & set(names(use_twin=True)), "the twin is the source there"

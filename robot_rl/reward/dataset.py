@@ -63,7 +63,7 @@ def downsample(img: np.ndarray, size: tuple) -> np.ndarray:
     return (blocks.mean(axis=(-4, -2)) + 0.5).astype(np.uint8)
 
 
-def load_frames(stores, camera: str, positive_last: int = 5, image_size: int | None = None,
+def load_frames(stores, camera: str, positive_last: int = 6, image_size: int | None = None,
                 include_final: bool = True) -> Frames:
     """Every frame of `camera` in the stores, labelled by episode outcome (see module doc).
     image_size: downsample to this (square) size; None keeps the stores' size (which must agree)."""
