@@ -13,6 +13,8 @@ def generate_launch_description():
     params = LaunchConfiguration("params_file")
     actions = [DeclareLaunchArgument("params_file", default_value=default_params)]
     for spec in nodes:
+        # respawned if it dies: it resumes from its checkpoint (and the actor's store, if here)
         actions.append(Node(package="robot_rl", executable=spec.executable, name=spec.name,
-                            parameters=[params], output="screen", emulate_tty=True))
+                            parameters=[params], output="screen", emulate_tty=True,
+                            respawn=spec.name == "learner", respawn_delay=1.0))
     return LaunchDescription(actions)

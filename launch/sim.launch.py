@@ -17,7 +17,9 @@ def generate_launch_description():
     actions = [DeclareLaunchArgument("params_file", default_value=default_params)]
     for spec in nodes:
         actions.append(
+            # the learner resumes from its checkpoint and the actor's store when respawned
             Node(package="robot_rl", executable=spec.executable, name=spec.name,
-                 parameters=[params], output="screen", emulate_tty=True)
+                 parameters=[params], output="screen", emulate_tty=True,
+                 respawn=spec.name == "learner", respawn_delay=1.0)
         )
     return LaunchDescription(actions)

@@ -2,7 +2,12 @@
 
 Same nodes (robot_rl.graph), same parameter file, same code; each node's output goes to
 <run_dir>/logs/<node>.log. Stopping is SIGTERM (nodes own their shutdown), then SIGKILL after a
-grace period.
+grace period. The nodes' pids are in <run_dir>/pids.json (kept current across restarts), for
+operators and tests.
+
+Restart (`respawn` in ros2 launch terms): a node named in `restartable` (the learner: it resumes
+from its checkpoint and the actor's store, robot_rl/nodes/learner.py) is started again by
+restart(); the caller decides when (robot_rl.cli.run_graph).
 """
 from __future__ import annotations
 
@@ -62,6 +67,7 @@ class Graph:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: dict[str, object] = {}
+        self.restarts: dict[str, int] = {}
 
     def overrides_file(self) -> Path:
         """The run's overrides as a second params file: a node's own section in the first file
@@ -84,14 +90,39 @@ class Graph:
     def start(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         for spec in self.nodes:
-            log = open(self.run_dir / "logs" / f"{spec.name}.log", "w")
-            self._logs[spec.name] = log
-            self.procs[spec.name] = subprocess.Popen(
-                self.command(spec), stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                # SIGINT is ours to forward: a Ctrl-C in the terminal reaches us only.
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            self._spawn(spec, "w")
+        self._write_pids()
+
+    def _spawn(self, spec: NodeSpec, mode: str) -> None:
+        log = open(self.run_dir / "logs" / f"{spec.name}.log", mode)
+        self._logs[spec.name] = log
+        self.procs[spec.name] = subprocess.Popen(
+            self.command(spec), stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            # SIGINT is ours to forward: a Ctrl-C in the terminal reaches us only.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def restart(self, name: str, why: str = "") -> None:
+        """Start a node that exited again, its log continued (both lives stay readable)."""
+        spec = next(s for s in self.nodes if s.name == name)
+        old = self.procs[name]
+        if old.poll() is None:
+            raise RuntimeError(f"{name} is still running (pid {old.pid})")
+        self._logs[name].close()
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        with open(self.run_dir / "logs" / f"{name}.log", "a") as log:
+            log.write(f"\n----- restart {self.restarts[name]} of {name} "
+                      f"(exit code {old.returncode}{': ' + why if why else ''}) -----\n")
+        self._spawn(spec, "a")
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        path = self.run_dir / "pids.json"
+        tmp = path.with_name(path.name + ".tmp")  # replaced whole: a reader never sees half of it
+        tmp.write_text(json.dumps({"supervisor": os.getpid(), "nodes": {n: p.pid for n, p in self.procs.items()},
+                                   "restarts": self.restarts}, indent=1))
+        os.replace(tmp, path)
 
     def dead(self) -> dict[str, int]:
         """Nodes that exited, with their exit codes."""

@@ -51,3 +51,22 @@ def test_episode_changed_under_the_actor_is_closed(tmp_path):
     assert log.observe(obs(1), status(7, 0))  # a reset nobody announced
     assert ends[0]["interrupted"] and store.n_steps == 1 and store.n_episodes == 1
     assert store.episode(0)["truncated"][-1]
+
+
+def test_a_restarted_log_keys_steps_by_their_place_in_the_store(tmp_path):
+    """An actor restarted on its store continues the store's numbering, so a learner that also
+    backfills from that store never mistakes a new step for one it has (or the reverse)."""
+    store = EpisodeStore.create(tmp_path / "s.zarr", SCHEMA)
+    log = EpisodeLog(store, lambda s, m: None, lambda o, m: None, {"task": "t"})
+    for k in range(3):
+        log.observe(obs(k), status(0, k))
+        log.act(obs(k), np.zeros(4, np.float32), intervened=False, policy_version=0, t=k * 0.1, eval_mode=False)
+    log.observe(obs(3), status(0, 3, reward=1.0, term=True, success=True))
+    store.close()
+    reopened = EpisodeStore.open(tmp_path / "s.zarr", "a")
+    sent = []
+    log2 = EpisodeLog(reopened, lambda s, m: sent.append(m), lambda o, m: None, {"task": "t"})
+    for k in range(2):  # a new process: its own episode ids start again at 0
+        log2.observe(obs(k), status(0, k))
+        log2.act(obs(k), np.zeros(4, np.float32), intervened=False, policy_version=0, t=k * 0.1, eval_mode=False)
+    assert sent == [{"episode": 1, "index": 3}]

@@ -49,9 +49,12 @@ class EpisodeLog:
         if self.episode != status["episode"] or self.episode_index < 0:
             self.episode = status["episode"]
             self._ep_intervened = False
+            # Steps are keyed by their place in the store (episode row, step row), not by this
+            # process's own count: an actor restarted on its store, or a learner backfilling
+            # from it, then agree on every key (no duplicates, no clashes).
+            self.episode_index = self.store.n_episodes
             self.store.begin_episode(**dict(self.episode_meta, source="eval" if eval_mode else self.source))
             self.episode_eval = eval_mode
-            self.episode_index += 1
         self._last_obs = obs
         return True
 
@@ -74,7 +77,7 @@ class EpisodeLog:
         self.steps_logged += 1
         self.eval_steps += int(step["eval"])
         self.interventions += int(step["intervened"])
-        self.send_step(step, {"episode": self.episode_index, "index": self.steps_logged - 1})  # ... then sent
+        self.send_step(step, {"episode": self.episode_index, "index": self.store.n_steps - 1})  # ... then sent
 
     def _end(self, final_obs: dict, success: bool, interrupted: bool = False) -> None:
         self.store.end_episode(final_obs, success=bool(success))

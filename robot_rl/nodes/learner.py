@@ -6,6 +6,13 @@ The observation keys follow `policy_cameras` (robot_rl.spec.policy_obs_keys: pro
 poses, or proprio + cameras); their shapes come from the demo store or the first transition, so
 the same node serves state-based and pixel policies. Settings: robot_rl.training.settings.
 
+Restart (a learner killed mid-run, restarted by the supervisor or `respawn`): the checkpoint
+run_dir/learner_checkpoint.pt is written every `checkpoint_every` updates with the loop's
+state; a learner that starts and finds it (and no init_checkpoint) continues from it, reads
+every step already in the actor's store into replay (robot_rl/training/backfill.py: steps the
+topic's history no longer holds), skips the steps it then hears again from the topic (keyed by
+(episode, index)), and publishes versions above every one published or used before.
+
 Failures stop the node with the reason (robot_rl.nodes.ros.run prints it and exits non-zero, and
 `robot-rl sim` reports it): a first transition that does not fit (a missing key, another shape
 than the demo store's), and a trainer that died (its exception, checked every second).
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +52,12 @@ class LearnerNode(Node):
         # run's learner_checkpoint.pt); its own network config replaces the `agent` section.
         self.init_checkpoint = s.init_checkpoint
         self._init_ck = None  # the checkpoint, read once at start, loaded at the first transition
+        self._resume_state = None  # the loop's state saved with the checkpoint, on a restart
+        # A checkpoint of this run (written by an earlier life of this learner): continue it.
+        self.checkpoint_path = self.run_dir / "learner_checkpoint.pt"
+        self.resumed = not self.init_checkpoint and self.checkpoint_path.is_file()
+        if self.resumed:
+            self.init_checkpoint = str(self.checkpoint_path)
         if self.init_checkpoint:
             self._check_init_checkpoint()  # a wrong file fails at start, not at the first transition
         self.obs_spec: ObsSpec | None = None
@@ -54,8 +68,12 @@ class LearnerNode(Node):
         self.cells = csv_list(s.cells)
         self.received: set[tuple] = set()
         self.received_by_cell: dict[str, int] = {c: 0 for c in self.cells}
+        self.ended: set[tuple] = set()  # episodes whose end is in replay: a repeat is skipped
         self.rejected = 0
         self.episode_ends = 0
+        self.duplicates = 0  # steps (and episode ends) heard again and skipped
+        self.backfilled = 0  # steps read from the actor's store at start
+        self.follower = None  # robot_rl.training.backfill.StoreFollower, while starting
         self.versions_published: list[int] = []
         self.warm_started_at: int | None = None  # the checkpoint's update count, if warm-started
 
@@ -64,8 +82,6 @@ class LearnerNode(Node):
         self.pub_progress = [publisher(self, C.LEARNER_PROGRESS, namespace=c) for c in cells]
         self.pub_diag = publisher(self, C.DIAGNOSTICS)
         self._last_progress = -1
-        for c in cells:
-            subscription(self, C.TRANSITIONS, lambda m, c=c: self._on_transitions(m, c), namespace=c)
         # TensorBoard: training scalars against updates, the actor's rollout/eval figures (its
         # diagnostics) against training steps, in run_dir/tensorboard.
         from robot_rl.training.metrics_log import MetricsLog
@@ -74,12 +90,26 @@ class LearnerNode(Node):
         self._eval_logged = None
         subscription(self, C.DIAGNOSTICS, self._on_diagnostics)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        if s.demos:
-            self._start_from_store(s.demos)
-        self.get_logger().info(f"learner up: kind={self.kind} {self.train_cfg}")
+        # Replay first (the bulk of a backfill may take long), then the subscriptions, then what
+        # the actor committed meanwhile: every step committed after that last read is sent after
+        # the subscription exists, so the topic's history has it. Callbacks run only once this
+        # constructor returns, so no step arrives while replay is being filled.
+        backfill = self._backfill_store()
+        if s.demos or backfill:
+            self._start_from_store(s.demos, backfill)
+        for c in cells:
+            subscription(self, C.TRANSITIONS, lambda m, c=c: self._on_transitions(m, c), namespace=c)
+        if self.trainer is not None:
+            if self.follower is not None:
+                self._take_backfill(*self.follower.catch_up(self.trainer.replay))
+                self.follower.close()
+                self.follower = None
+            self._go()
+        self.get_logger().info(f"learner up: kind={self.kind} {self.train_cfg}"
+                               + (f"; resumed from {self.checkpoint_path}" if self.resumed else ""))
 
     # ------------------------------------------------------------------ set-up
-    def _start(self, schema: dict, stores=None) -> None:
+    def _start(self, schema: dict, stores=None, from_init: bool = False) -> None:
         """schema: {key: (shape, dtype)} of the observation keys and "action"."""
         import torch
 
@@ -90,7 +120,8 @@ class LearnerNode(Node):
         keys = policy_obs_keys(self.cameras)
         missing = [k for k in keys if k not in schema]
         if missing:
-            source = "the demo store's episodes" if stores is not None else "the actor's transitions"
+            source = ("the demo store's episodes" if stores else "the actor's store" if self.follower is not None
+                      else "the actor's transitions")
             raise ValueError(f"{source} miss observation keys {missing} that the policy needs "
                              f"(policy_cameras={','.join(self.cameras) or '<none>'}; present: "
                              f"{sorted(k for k in schema if k != 'action')})")
@@ -104,7 +135,7 @@ class LearnerNode(Node):
         capacity = self.settings.capacity
         # Demo-side rows; 0 = the loaded demos + capacity, so interventions never overwrite them.
         demo_capacity = self.settings.demo_capacity or None
-        if stores is not None:  # demos (and interventions) warm-start the demo side
+        if stores:  # demos (and interventions) warm-start the demo side
             replay = MixedReplay.from_store(stores, capacity=capacity, demo_capacity=demo_capacity, **kw)
             if replay.demo.has_samples and not self.init_checkpoint:  # state statistics from the
                 # demos, not a first batch (a warm-started agent keeps the ones it was trained with)
@@ -112,9 +143,80 @@ class LearnerNode(Node):
         else:
             replay = MixedReplay.create(schema, capacity, **kw)
         self.trainer = Trainer(agent, replay, self._publish_policy, seed=self.seed, on_progress=self._publish_progress,
+                               checkpoint=self._save_checkpoint, checkpoint_every=self.settings.checkpoint_every,
                                **self.train_cfg)
-        self._publish_policy(*self.trainer.export(), 0)  # version 0: the initial actor, at once
+        if self.follower is not None:  # this run's steps so far (a restart, or a learner started late)
+            self._take_backfill(*self.follower.catch_up(replay))
+        if self.resumed:
+            self._resume_schedule()
+        if not from_init:
+            self._go()
+
+    def _go(self) -> None:
+        """Publish the initial actor at once (version 0, or above every earlier one on a
+        restart), then train."""
+        version = 0
+        if self.resumed:  # strictly newer than anything the actor may hold, so it is taken
+            version = self.trainer.loop.version + 1
+            self.trainer.loop.version = version
+        self._publish_policy(*self.trainer.export(), version)
         self.trainer.start()
+
+    def _resume_schedule(self) -> None:
+        """The killed learner's loop state (saved with its checkpoint) and the newest version it
+        published (learner_state.json, written before each publish) or the actor ran (the store)."""
+        state = dict(self._resume_state or {})
+        versions = [int(state.get("version", 0))]
+        try:
+            versions.append(int(json.loads((self.run_dir / "learner_state.json").read_text())["policy_version"]))
+        except (OSError, ValueError, KeyError):
+            pass
+        if self.follower is not None:
+            versions.append(self.follower.max_policy_version())
+        state["version"] = max(versions)
+        self.trainer.resume(state)
+        self.get_logger().warn(
+            f"resumed from {self.checkpoint_path}: {self.trainer.updates} updates, policy version "
+            f"{state['version']} before the restart; {self.backfilled} steps backfilled from the actor's store")
+
+    def _save_checkpoint(self, _loop=None) -> None:
+        """The agent and the loop's state, atomically (tmp file + rename: a learner killed while
+        writing leaves the previous checkpoint whole). Called in the trainer thread, or at close."""
+        import torch
+
+        ck = self.trainer.agent.state_dict()
+        ck["learner"] = self.trainer.state()
+        # a name of its own per thread: close() may save while a timed-out trainer thread still does
+        tmp = self.checkpoint_path.with_name(f"{self.checkpoint_path.name}.{threading.get_ident()}.tmp")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(ck, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def _backfill_store(self) -> str:
+        """The actor's store to read into replay at start, if it holds steps ("" if none: then
+        the first transition starts training, as on a fresh run). Several cells: not backfilled
+        (each cell's store lives with its actor)."""
+        if self.cells:
+            return ""
+        from robot_rl.data.store import EpisodeStore
+
+        path = Path(self.settings.backfill_store or self.run_dir / "store.zarr")
+        if not EpisodeStore.exists(path):
+            return ""
+        try:
+            steps = EpisodeStore.open(path, "r").n_steps
+        except FileNotFoundError:  # the actor is creating it this instant (attrs written, no commit
+            return ""  # record yet): it holds no step, the topic will bring the first ones
+        return str(path) if steps else ""
+
+    def _take_backfill(self, keys: list, ended: list) -> None:
+        self.received.update(keys)
+        self.ended.update((e,) for e in ended)  # keyed as _on_transitions keys an episode end
+        self.episode_ends += len(ended)
+        self.backfilled += len(keys)
+        loop = self.trainer.loop
+        loop.steps += len(keys)  # the schedule counts them as the live steps they were
+        loop.episodes += len(ended)
 
     def _check_init_checkpoint(self) -> None:
         """At start, before observation shapes are known: the checkpoint must be an agent of
@@ -124,11 +226,12 @@ class LearnerNode(Node):
         path = self.init_checkpoint
         if not Path(path).is_file():
             raise FileNotFoundError(f"init_checkpoint: no checkpoint at {path}")
-        ck = read_checkpoint(path)
+        ck = read_checkpoint(path)  # read once: the agent and (on a restart) the loop's state
         if not isinstance(ck, dict) or "obs_spec" not in ck:
             raise ValueError(f"init_checkpoint {path} is not an agent checkpoint")
         self._refuse_unless_fits(ck.get("kind"), ck.get("action_dim"), sorted(ck["obs_spec"]),
                                  sorted(policy_obs_keys(self.cameras)))
+        self._resume_state = ck.pop("learner", None)  # the loop's state (a run's own checkpoint)
         self._init_ck = ck  # kept: the agent is built from this copy, the file is not read again
 
     def _refuse_unless_fits(self, kind, action_dim, observations, want_observations) -> None:
@@ -149,16 +252,25 @@ class LearnerNode(Node):
         self.warm_started_at = agent.num_updates
         return agent
 
-    def _start_from_store(self, paths: str) -> None:
+    def _start_from_store(self, paths: str, backfill: str = "") -> None:
         """One store or several ("demos.zarr,runs/earlier/store.zarr", to resume a run): demo
-        episodes and interventions fill the demo side, every other episode the online side."""
+        episodes and interventions fill the demo side, every other episode the online side.
+        `backfill`: this run's actor store, read as the steps it sent (robot_rl/training/backfill.py)."""
         from robot_rl.data.store import EpisodeStore
+        from robot_rl.training.backfill import StoreFollower
 
         stores = []
         for path in csv_list(paths):
+            if backfill and Path(path).resolve() == Path(backfill).resolve():
+                continue  # read once, as this run's steps
             stores.append(EpisodeStore.open(path, mode="r"))
             self.get_logger().info(f"replay from {path}: {stores[-1].n_episodes} episodes, {stores[-1].n_steps} steps")
-        self._start(stores[0].schema, stores)
+        if backfill:
+            self.follower = StoreFollower(backfill, policy_obs_keys(self.cameras))
+            self.get_logger().info(f"backfill from {backfill}: {self.follower.store.n_episodes} closed episodes, "
+                                   f"{self.follower.store.n_steps} steps")
+        schema = stores[0].schema if stores else self.follower.schema
+        self._start(schema, stores, from_init=True)
 
     # ------------------------------------------------------------------ transitions
     def _on_transitions(self, msg, cell: str = "") -> None:
@@ -170,12 +282,21 @@ class LearnerNode(Node):
                 meta, steps = codec.transitions_from(meta, arrays, self.obs_spec, self.action_spec.dim)
                 for i, step in enumerate(steps):
                     key = (int(meta["episode"]), int(meta["index"]) + i)
-                    self.received.add((cell, *key) if self.cells else key)
+                    key = (cell, *key) if self.cells else key
+                    if key in self.received:  # backfilled from the store, or heard twice
+                        self.duplicates += 1
+                        continue
+                    self.received.add(key)
                     if self.cells:
                         self.received_by_cell[cell] += 1
                     self.trainer.put_step(step)
             elif kind == codec.EPISODE_END and self.trainer is not None:
                 meta, final_obs = codec.episode_end_from(meta, arrays, self.obs_spec)
+                key = (cell, int(meta["episode"])) if self.cells else (int(meta["episode"]),)
+                if key in self.ended:
+                    self.duplicates += 1
+                    return
+                self.ended.add(key)
                 self.trainer.put_episode_end(final_obs)
                 self.episode_ends += 1
             else:
@@ -198,6 +319,12 @@ class LearnerNode(Node):
             raise LearnerFailed(f"the first transition does not fit: {e}") from None
 
     def _publish_policy(self, onnx_bytes: bytes, sha256: str, version: int) -> None:
+        # Said on disk before it is sent: a learner killed right after a publish restarts above it.
+        state = self.run_dir / "learner_state.json"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = state.with_name(state.name + ".tmp")
+        tmp.write_text(json.dumps({"policy_version": int(version)}))
+        os.replace(tmp, state)
         msg = codec.encode_policy(onnx_bytes, version, {"kind": self.kind}, sha256=sha256)
         for pub in self.pub_policy:
             pub.publish(msg)
@@ -225,6 +352,7 @@ class LearnerNode(Node):
         t = self.trainer
         values = {
             "ingested": len(self.received), "episode_ends": self.episode_ends, "rejected": self.rejected,
+            "backfilled": self.backfilled, "duplicates_skipped": self.duplicates,
             "updates": t.updates if t else 0, "critic_steps": t.critic_steps if t else 0,
             "updates_per_s": f"{t.updates_per_s:.1f}" if t else "0",
             "policy_version": self.versions_published[-1] if self.versions_published else -1,
@@ -246,12 +374,14 @@ class LearnerNode(Node):
         if self.trainer is not None:
             self.trainer.stop()
             self.trainer.finish_ingest()
-            self.trainer.agent.save(str(self.run_dir / "learner_checkpoint.pt"))
+            self._save_checkpoint()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "learner_summary.json").write_text(json.dumps({
             "received": sorted([list(k) for k in self.received]), "episode_ends": self.episode_ends,
             "received_by_cell": self.received_by_cell,
             "rejected": self.rejected, "updates": self.trainer.updates if self.trainer else 0,
+            "duplicates_skipped": self.duplicates, "backfilled": self.backfilled, "resumed": self.resumed,
+            "replay_steps": self.trainer.steps if self.trainer else 0,
             "versions_published": self.versions_published,
             "init_checkpoint": self.init_checkpoint or None, "warm_started_at_updates": self.warm_started_at,
             "trainer_error": repr(self.trainer.error) if self.trainer and self.trainer.error else None,

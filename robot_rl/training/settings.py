@@ -37,6 +37,12 @@ class LearnerSettings:
     publish_every: int = 50  # updates between published policies
     demos: str = ""  # zarr store(s), comma-separated, for replay (demo side: demos and interventions)
     init_checkpoint: str = ""  # continue this agent checkpoint; its config replaces `agent`
+    # Restart: the checkpoint (run_dir/learner_checkpoint.pt) is written every checkpoint_every
+    # updates (0 = only at close); a learner that starts and finds it (no init_checkpoint given)
+    # continues from it, with the steps of the actor's store (backfill_store; "" = the actor's
+    # run_dir/store.zarr) in replay.
+    checkpoint_every: int = 100
+    backfill_store: str = ""
     capacity: int = 200_000  # online replay rows
     demo_capacity: int = 0  # demo-side rows; 0 = the loaded demos + capacity
     cells: str = ""  # "cell_a,cell_b": one learner for several cells (their namespaces); "" = its own
@@ -49,6 +55,8 @@ class LearnerSettings:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"learner kind must be one of {KINDS}, got {self.kind!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"learner checkpoint_every must be >= 0 (0 = only at close), got {self.checkpoint_every}")
         if self.utd <= 0 or self.batch_size < 1 or self.min_steps < 1 or self.publish_every < 1:
             raise ValueError(f"learner needs utd > 0, batch_size, min_steps and publish_every >= 1; got "
                              f"utd={self.utd}, batch_size={self.batch_size}, min_steps={self.min_steps}, "

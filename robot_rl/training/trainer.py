@@ -9,6 +9,7 @@ every sent step is still counted.
 """
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -18,10 +19,14 @@ from robot_rl.training.loop import TrainingLoop
 
 class Trainer:
     def __init__(self, agent, replay, publish, *, utd: float, batch_size: int, min_steps: int,
-                 publish_every: int, version: int = 0, seed: int = 0, on_progress=None):
+                 publish_every: int, version: int = 0, seed: int = 0, on_progress=None,
+                 checkpoint=None, checkpoint_every: int = 0):
         self.loop = TrainingLoop(agent, replay, utd=utd, batch_size=batch_size, min_steps=min_steps,
                                  publish_every=publish_every, publish=publish, version=version, seed=seed)
         self.on_progress = on_progress  # (steps trained on) -> None, after each drain/update
+        # (loop) -> None every `checkpoint_every` updates, in this thread (which alone touches the
+        # agent): a learner killed mid-run restarts from at most that many updates back.
+        self.checkpoint, self.checkpoint_every = checkpoint, int(checkpoint_every)
         self.inbox: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -82,12 +87,33 @@ class Trainer:
                 if not due:
                     continue
                 self.loop.update()
+                if self.checkpoint is not None and self.checkpoint_every and \
+                        self.loop.updates % self.checkpoint_every == 0:
+                    self.checkpoint(self.loop)
                 self._report()  # at once: in sim the actor may be waiting for exactly this
         except BaseException as e:  # noqa: BLE001  the node fails with it (see the module doc)
             self.error = e
             while not self._stop.is_set():  # keep draining so no step is left unread
                 self._drain(block=True)
                 self._report()
+
+    def resume(self, state: dict) -> None:
+        """Continue a killed learner's schedule (before start()): its update count and policy
+        version (published versions keep increasing), and the steps it had trained on, as far as
+        the replay now holds them (`loop.steps`, set by the caller to the steps backfilled): the
+        critic steps those steps owed count as done, so the loop owes updates only for the steps
+        logged since the checkpoint, and the progress it reports starts near where it stopped."""
+        loop = self.loop
+        loop.updates = int(state.get("updates", 0))
+        loop.version = max(loop.version, int(state.get("version", 0)))
+        covered = min(loop.steps, int(state.get("trained_steps", 0)))
+        loop.critic_steps = int(math.ceil(loop.utd * (covered - loop.min_steps + 1))) if covered >= loop.min_steps else 0
+
+    def state(self) -> dict:
+        """What resume() needs, saved with the agent in the checkpoint."""
+        loop = self.loop
+        return {"updates": loop.updates, "version": loop.version, "trained_steps": loop.trained_steps,
+                "steps": loop.steps, "critic_steps": loop.critic_steps}
 
     @property
     def trained_steps(self) -> int:
