@@ -50,12 +50,14 @@ def _param_value(text: str):
 
 
 def run_graph(name, params: str | None, overrides: dict, run_dir: Path, budget: str,
-              namespace: str = "") -> tuple[int, str]:
+              namespace: str = "", restartable=("learner",)) -> tuple[int, str]:
     """Bring a graph up (robot_rl.graph: a graph's name, or (nodes, params files)), show
     progress, bring it down when the actor has spent its budget (and a learner has every logged
-    step), on Ctrl-C, or when a node dies. A learner that dies is restarted instead (it resumes
-    from its checkpoint and backfills from the actor's store), at most LEARNER_RESTARTS times a
-    run, and not after the same fatal reason twice in a row (a failure that repeats itself)."""
+    step), on Ctrl-C, or when a node dies. A `restartable` node that dies is restarted instead
+    (the learner resumes from its checkpoint and backfills from the actor's store; on the robot
+    the actor reopens its store and its e-stop latch, while the command adapter's watchdog
+    holds the arm), at most RESTARTS times a node and run, and not after the same fatal reason
+    twice in a row (a failure that repeats itself)."""
     from robot_rl.bringup import Graph
     from robot_rl.graph import graph
 
@@ -84,24 +86,25 @@ def run_graph(name, params: str | None, overrides: dict, run_dir: Path, budget: 
     code, reason = 0, "stopped"
     last_print, finished_at = 0.0, None
     interactive = sys.stdout.isatty()
-    last_fatal = None  # the learner's fatal reason at its last restart
+    last_fatal: dict = {}  # node -> its fatal reason at its last restart
     try:
         while True:
             mon.spin(0.2)
             dead = g.dead()
-            if list(dead) == ["learner"] and stop["signal"] is None:
-                fatal = _fatal_reason(g, "learner")
-                if g.restarts.get("learner", 0) < LEARNER_RESTARTS and (fatal is None or fatal != last_fatal):
-                    last_fatal = fatal
-                    why = fatal or _exit_code_words(dead["learner"])
-                    g.restart("learner", why)
-                    print(f"{chr(10) if interactive else ''}  learner exited ({why}), restarted from its checkpoint "
-                          f"(restart {g.restarts['learner']} of at most {LEARNER_RESTARTS})", flush=True)
+            if len(dead) == 1 and set(dead) <= set(restartable) and stop["signal"] is None:
+                (node,) = dead
+                fatal = _fatal_reason(g, node)
+                if g.restarts.get(node, 0) < RESTARTS and (fatal is None or fatal != last_fatal.get(node)):
+                    last_fatal[node] = fatal
+                    why = fatal or _exit_code_words(dead[node])
+                    g.restart(node, why)
+                    print(f"{chr(10) if interactive else ''}  {node} exited ({why}), restarted "
+                          f"(restart {g.restarts[node]} of at most {RESTARTS})", flush=True)
                     continue
             if dead:
                 code, reason = 1, _exit_reasons(g, dead)
-                if g.restarts.get("learner"):
-                    reason += f" (after {g.restarts['learner']} learner restart(s))"
+                if g.restarts:
+                    reason += " (after restarts: " + ", ".join(f"{n} {k}" for n, k in g.restarts.items()) + ")"
                 break
             if stop["signal"] is not None:
                 reason = "interrupted"
@@ -133,7 +136,7 @@ def run_graph(name, params: str | None, overrides: dict, run_dir: Path, budget: 
     return code, reason
 
 
-LEARNER_RESTARTS = 5  # per run: a learner that keeps dying is a fault to report, not to hide
+RESTARTS = 5  # per node and run: a node that keeps dying is a fault to report, not to hide
 
 
 def _fatal_reason(g, node: str) -> str | None:
@@ -304,7 +307,10 @@ def cmd_robot(args) -> int:
     overrides.update(_parse_params(args.param))
     where = f" in namespace {args.namespace}" if args.namespace else ""
     print(f"robot-rl robot: {args.task}{' (the twin as the drivers)' if args.twin else ''}{where} -> {run_dir}")
-    code, reason = run_graph((nodes, params), None, overrides, run_dir, f"{args.steps or '-'}", namespace=args.namespace)
+    # Beside the robot the actor is restarted too: it reopens its store (the open episode closed
+    # as interrupted) and its e-stop latch; meanwhile the command adapter's watchdog sends zeros.
+    code, reason = run_graph((nodes, params), None, overrides, run_dir, f"{args.steps or '-'}",
+                             namespace=args.namespace, restartable=("learner", "actor"))
     print(f"robot-rl robot: {reason}." + ("" if code else " " + _summarise(run_dir)))
     return code
 
