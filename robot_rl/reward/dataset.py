@@ -43,6 +43,16 @@ class Frames:
         return Frames(self.images[keep], self.labels[keep], self.episode[keep], self.episode_success, self.sources)
 
 
+def parse_cameras(camera) -> tuple:
+    """"wrist" | "front,wrist" | ("front", "wrist") -> ("front", "wrist"); refuses none."""
+    names = tuple(c.strip() for c in (camera.split(",") if isinstance(camera, str) else camera) if c.strip())
+    if not names:
+        raise ClassifierDataError(f"no camera named in {camera!r}")
+    if len(set(names)) != len(names):
+        raise ClassifierDataError(f"a camera is named twice in {camera!r}")
+    return names
+
+
 def downsample(img: np.ndarray, size: tuple) -> np.ndarray:
     """(..., H, W, 3) uint8 -> (..., h, w, 3) by block means, for H, W integer multiples of h, w.
 
@@ -181,16 +191,18 @@ def hold_after_success(env, hold: int):
     return HoldAfterSuccess(env)
 
 
-def record_twin(store, n_episodes: int, camera: str = "wrist", image_size: int = 64, seed: int = 0,
+def record_twin(store, n_episodes: int, camera="wrist", image_size: int = 64, seed: int = 0,
                 noise: float = 0.1, hold: int = 5, max_steps: int | None = None, task: str = "pick_cube",
                 randomize: bool = False, progress=None) -> dict:
-    """Scripted-expert episodes of the twin with one camera into `store` (record_expert_episodes):
-    successes hold `hold` steps after the success check first holds; max_steps (short) or noise
-    (large) give failed, truncated episodes: the realistic negatives (a grasp not yet lifted)."""
+    """Scripted-expert episodes of the twin into `store` (record_expert_episodes): successes hold
+    `hold` steps after the success check first holds; max_steps (short) or noise (large) give
+    failed, truncated episodes: the realistic negatives (a grasp not yet lifted).
+    camera: one camera name, several as a tuple or "front,wrist" (each stored under its name)."""
     from robot_rl.data.record import record_expert_episodes
     from robot_rl.twin import make_env, make_expert
 
-    env = make_env(task, cameras=(camera,), image_size=image_size, randomize=randomize or None,
+    cameras = parse_cameras(camera)
+    env = make_env(task, cameras=cameras, image_size=image_size, randomize=randomize or None,
                    terminate_on_success=hold <= 0, max_episode_steps=max_steps)
     if hold > 0:
         env = hold_after_success(env, hold)
