@@ -11,6 +11,11 @@ bench/out/classifier.json.
 
     PYTHONPATH=. python bench/bench_classifier.py            # ~5 min on a shared 2-core CPU
     PYTHONPATH=. python bench/bench_classifier.py --quick     # smaller, for a smoke run
+    PYTHONPATH=. python bench/bench_classifier.py --image-size 128 --steps 3000 --out runs/clf_bench/model128
+                                                             # the figures in bench/out/classifier.json (~6 min)
+
+Training draws half of each batch's negatives from the 3 frames before a success's onset (TrainConfig.hard_fraction,
+docs/reward.md); the held-out evaluation counts every frame, labels unchanged.
 """
 from __future__ import annotations
 

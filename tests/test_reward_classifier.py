@@ -346,3 +346,38 @@ def test_node_without_model_says_why(tmp_path):
         stop_process(proc)
     assert code != 0
     assert "no model given; set model:=" in (tmp_path / "node.log").read_text()
+
+
+def test_hard_negatives_are_the_frames_before_the_onset(stores):
+    from robot_rl.reward.train import hard_negatives
+
+    f = load_frames(stores, "wrist", positive_last=6)
+    hard = hard_negatives(f, 3)
+    assert not f.labels[hard].any() and f.episode_success[f.episode[hard]].all()
+    assert len(hard) == 3 * int(f.episode_success.sum())
+    ep0 = np.flatnonzero(f.episode == 0)
+    assert set(hard) & set(ep0) == set(ep0[-9:-6])  # the 3 frames before the last 6 (positive)
+    assert len(hard_negatives(f, 0)) == 0
+
+
+def test_two_cameras_train_export_and_classify(tmp_path):
+    from robot_rl.reward.classifier import OnnxClassifier
+    from robot_rl.reward.dataset import record_twin
+    from robot_rl.reward.train import TrainConfig, train
+
+    a, b = tmp_path / "ok.zarr", tmp_path / "cut.zarr"
+    record_twin(a, 4, camera="front,wrist", image_size=SIZE, seed=100, hold=5)
+    record_twin(b, 2, camera=("front", "wrist"), image_size=SIZE, seed=200, hold=5, max_steps=16)
+    f = load_frames([a, b], "front,wrist")
+    assert f.images.shape[1:] == (2, SIZE, SIZE, 3)
+    assert np.array_equal(f.images[:, 1], load_frames([a, b], "wrist").images)
+    with pytest.raises(ClassifierDataError, match="no camera 'side'"):
+        load_frames([a], "front,side")
+    report = train([a, b], tmp_path / "m", TrainConfig(camera="front,wrist", steps=5, batch_size=8, held_out=0.3,
+                                                        val=0.4, shift_pad=2), log=lambda s: None)
+    clf = OnnxClassifier(tmp_path / "m" / "classifier.onnx")
+    assert clf.cameras == ("front", "wrist") and clf.n_cameras == 2 and clf.image_size == (SIZE, SIZE)
+    assert clf.scores(f.images[:3]).shape == (3,) and 0.0 <= clf(f.images[0])[0] <= 1.0
+    with pytest.raises(ValueError, match="2 camera"):
+        clf.scores(f.images[:3, 0])
+    assert report["camera"] == "front,wrist"

@@ -50,6 +50,9 @@ class RewardClassifierNode(Node):
         s = settings(self, RewardClassifierSettings)
         self.run_dir = Path(s.run_dir)
         self.clf = OnnxClassifier(s.model, threshold=None if s.threshold < 0 else s.threshold)
+        if self.clf.n_cameras > 1:
+            raise ValueError(f"reward_classifier: the model takes {self.clf.n_cameras} cameras ({self.clf.camera}); "
+                             "this node classifies one camera's frames: train with one --camera")
         self.camera = s.camera or self.clf.camera
         if not self.camera:
             raise ValueError("reward_classifier: the model names no camera; set camera:=<name>")

@@ -33,25 +33,37 @@ class NetConfig:
     channels: tuple = (16, 32, 32)
     first_stride: int = 2
     feature_dim: int = 64
+    n_cameras: int = 1
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)
         if self.image_size < 16:
             raise ValueError(f"image_size must be >= 16 px, got {self.image_size}")
+        if self.n_cameras < 1:
+            raise ValueError(f"n_cameras must be >= 1, got {self.n_cameras}")
 
 
 class SuccessNet(nn.Module):
-    """uint8 (B, H, W, 3) -> logit (B,)."""
+    """uint8 (B, H, W, 3) -> logit (B,); with n_cameras > 1, uint8 (B, n_cameras, H, W, 3) (the
+    cameras in the model's order) -> logit (B,): one encoder per camera (views differ, no weights
+    shared), their features concatenated into the one logit."""
 
     def __init__(self, cfg: NetConfig):
         super().__init__()
         self.cfg = cfg
         s = cfg.image_size
-        self.encoder = ConvEncoder((s, s, 3), cfg.channels, cfg.first_stride, cfg.feature_dim)
-        self.head = nn.Linear(cfg.feature_dim, 1)
+        if cfg.n_cameras == 1:
+            self.encoder = ConvEncoder((s, s, 3), cfg.channels, cfg.first_stride, cfg.feature_dim)
+        else:
+            self.encoders = nn.ModuleList(ConvEncoder((s, s, 3), cfg.channels, cfg.first_stride, cfg.feature_dim)
+                                          for _ in range(cfg.n_cameras))
+        self.head = nn.Linear(cfg.feature_dim * cfg.n_cameras, 1)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(img)).squeeze(-1)
+        if self.cfg.n_cameras == 1:
+            return self.head(self.encoder(img)).squeeze(-1)
+        feats = torch.cat([enc(img[:, i]) for i, enc in enumerate(self.encoders)], dim=-1)
+        return self.head(feats).squeeze(-1)
 
 
 class _Probability(nn.Module):
@@ -142,8 +154,9 @@ def export_onnx(net: SuccessNet, path, meta: dict, verify: bool = True) -> None:
     import onnx
 
     module = _Probability(copy.deepcopy(net).cpu().float().eval())
-    s = net.cfg.image_size
-    x = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (2, s, s, 3), dtype=np.uint8))
+    s, n = net.cfg.image_size, net.cfg.n_cameras
+    x = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (2,) + ((n,) if n > 1 else ()) + (s, s, 3),
+                                                          dtype=np.uint8))
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -172,7 +185,8 @@ class OnnxClassifier:
     """The exported classifier under onnxruntime on one CPU thread (the node's and the bench's).
 
     model: a path or the ONNX bytes. `meta` holds threshold, camera, image_size, ...;
-    threshold: override the saved one (None keeps it)."""
+    threshold: override the saved one (None keeps it). A model of several cameras (`cameras`,
+    in input order; `camera` is then "front,wrist") takes (B, n, H, W, 3) or (n, H, W, 3)."""
 
     def __init__(self, model, threshold: float | None = None):
         import onnx
@@ -192,19 +206,28 @@ class OnnxClassifier:
         so.inter_op_num_threads = 1
         self.session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
         shape = self.session.get_inputs()[0].shape
-        self.image_size = (int(shape[1]), int(shape[2]))
+        self.n_cameras = int(shape[1]) if len(shape) == 5 else 1
+        self.image_size = (int(shape[-3]), int(shape[-2]))
         self.threshold = float(self.meta.get("threshold", 0.5) if threshold is None else threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         self.camera = self.meta.get("camera", "")
+        self.cameras = tuple(c for c in self.camera.split(",") if c) or (("",) if self.n_cameras == 1 else ())
+        if len(self.cameras) != self.n_cameras:
+            raise ValueError(f"the model takes {self.n_cameras} cameras but names {self.camera!r}")
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         """uint8 (B, H, W, 3) or (H, W, 3) at the model's size, or an integer multiple of it
-        (block-mean downsampled, as in training) -> P(success) (B,) float32."""
+        (block-mean downsampled, as in training) -> P(success) (B,) float32. A model of n > 1
+        cameras: (B, n, H, W, 3) or (n, H, W, 3)."""
         from robot_rl.reward.dataset import downsample
 
         images = np.asarray(images)
-        single = images.ndim == 3
+        per = 3 if self.n_cameras == 1 else 4
+        if images.ndim not in (per, per + 1) or (self.n_cameras > 1 and images.shape[-4] != self.n_cameras):
+            raise ValueError(f"the classifier takes {self.n_cameras} camera(s) {self.camera!r}, "
+                             f"got images of shape {images.shape}")
+        single = images.ndim == per
         batch = downsample(images[None] if single else images, self.image_size)
         return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: np.ascontiguousarray(batch)})[0]
 

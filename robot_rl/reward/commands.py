@@ -26,7 +26,8 @@ def cmd_train(args) -> int:
     try:
         cfg = TrainConfig(camera=args.camera, positive_last=args.positive_last, image_size=args.image_size,
                           held_out=args.held_out, val=args.val, target_precision=args.target_precision,
-                          steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads)
+                          steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                          hard_fraction=args.hard_negatives)
         report = train(args.stores, args.out, cfg, log=lambda s: print(s, flush=True))
     except (ClassifierDataError, ValueError) as e:
         return _fail(str(e))
@@ -76,7 +77,7 @@ def add_classifier_parser(sub) -> None:
 
     t = csub.add_parser("train", help="train on zarr stores; labels from the episodes' outcomes")
     t.add_argument("stores", nargs="+")
-    t.add_argument("--camera", default="wrist")
+    t.add_argument("--camera", default="wrist", help='a camera, or several: "front,wrist" (one encoder each)')
     t.add_argument("--out", default="runs/clf", help="writes classifier.pt, classifier.onnx, report.json")
     t.add_argument("--positive-last", type=int, default=6,
                    help="frames at the end of a successful episode labelled success, its final frame included")
@@ -86,6 +87,8 @@ def add_classifier_parser(sub) -> None:
     t.add_argument("--target-precision", type=float, default=0.98)
     t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--hard-negatives", type=float, default=0.5,
+                   help="fraction of each batch's negatives drawn from the 3 frames before a success's onset")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--strict", action="store_true", help="exit 1 if the target precision is not reached")
@@ -95,7 +98,7 @@ def add_classifier_parser(sub) -> None:
     r.add_argument("store")
     r.add_argument("-n", "--episodes", type=int, default=40)
     r.add_argument("--task", default="pick_cube")
-    r.add_argument("--camera", default="wrist")
+    r.add_argument("--camera", default="wrist", help='a camera, or several: "front,wrist"')
     r.add_argument("--image-size", type=int, default=64)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--noise", type=float, default=0.1, help="expert action noise (large: failures)")

@@ -76,7 +76,10 @@ def downsample(img: np.ndarray, size: tuple) -> np.ndarray:
 def load_frames(stores, camera: str, positive_last: int = 6, image_size: int | None = None,
                 include_final: bool = True) -> Frames:
     """Every frame of `camera` in the stores, labelled by episode outcome (see module doc).
-    image_size: downsample to this (square) size; None keeps the stores' size (which must agree)."""
+    image_size: downsample to this (square) size; None keeps the stores' size (which must agree).
+    camera "front,wrist" (several cameras): images are (N, n_cameras, H, W, 3), the cameras in
+    the order named, one step's frames together."""
+    cameras = parse_cameras(camera)
     if positive_last < 1:
         raise ClassifierDataError(f"positive_last must be >= 1, got {positive_last}")
     if not stores:
@@ -89,24 +92,32 @@ def load_frames(stores, camera: str, positive_last: int = 6, image_size: int | N
             store = EpisodeStore.open(path, "r")
         except FileNotFoundError as e:
             raise ClassifierDataError(str(e)) from None
-        if camera not in store.schema:
-            cams = [k for k, (shape, dt) in store.schema.items() if len(shape) == 3 and shape[-1] == 3]
-            raise ClassifierDataError(f"{path}: no camera {camera!r} in this store (cameras: {cams or 'none'}); "
-                                      f"record with --cameras {camera}")
+        for cam in cameras:
+            if cam not in store.schema:
+                cams = [k for k, (shape, dt) in store.schema.items() if len(shape) == 3 and shape[-1] == 3]
+                raise ClassifierDataError(f"{path}: no camera {cam!r} in this store (cameras: {cams or 'none'}); "
+                                          f"record with --cameras {','.join(cameras)}")
         table = store.episode_table()
         n_ep = len(table["end"])
         if n_ep == 0:
             raise ClassifierDataError(f"{path}: the store has no closed episodes")
-        frames = store.read(camera)
-        finals = store.read_final_obs(camera) if include_final else None
-        target = (image_size, image_size) if image_size else frames.shape[1:3]
-        if size is None:
-            size = tuple(target)
-        try:
-            frames = downsample(frames, size)
-            finals = downsample(finals, size) if finals is not None else None
-        except ValueError as e:
-            raise ClassifierDataError(f"{path}: {e}") from None
+        per_cam, per_final = [], []
+        for cam in cameras:
+            frames = store.read(cam)
+            finals = store.read_final_obs(cam) if include_final else None
+            target = (image_size, image_size) if image_size else frames.shape[1:3]
+            if size is None:
+                size = tuple(target)
+            try:
+                per_cam.append(downsample(frames, size))
+                per_final.append(downsample(finals, size) if finals is not None else None)
+            except ValueError as e:
+                raise ClassifierDataError(f"{path}: camera {cam!r}: {e}") from None
+        if len(cameras) == 1:
+            frames, finals = per_cam[0], per_final[0]
+        else:
+            frames = np.stack(per_cam, axis=1)
+            finals = np.stack(per_final, axis=1) if include_final else None
         base = len(ep_success)
         for i in range(n_ep):
             s, t = int(table["start"][i]), int(table["end"][i])

@@ -18,12 +18,12 @@ import torch
 from robot_rl.learn.encoders import random_shift
 from robot_rl.reward.classifier import (NetConfig, SuccessNet, confusion, export_onnx, format_confusion,
                                         pick_threshold, save_checkpoint)
-from robot_rl.reward.dataset import ClassifierDataError, check_trainable, load_frames, split_episodes
+from robot_rl.reward.dataset import ClassifierDataError, check_trainable, load_frames, parse_cameras, split_episodes
 
 
 @dataclass
 class TrainConfig:
-    camera: str = "wrist"
+    camera: str = "wrist"           # or several: "front,wrist" (one encoder each, features joined)
     positive_last: int = 6        # frames at the end of a successful episode (final obs included) labelled positive
     image_size: int | None = None  # None: the stores' size; else block-mean downsampled to it
     held_out: float = 0.25        # fraction of episodes (per outcome) for the test report
@@ -34,6 +34,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     shift_pad: int = 4            # random-shift augmentation, pixels (at the training size)
+    hard_window: int = 3          # the negative frames just before a success's first positive frame ...
+    hard_fraction: float = 0.5    # ... make this fraction of each batch's negative half (0: uniform negatives)
     seed: int = 0
     threads: int = 1              # torch CPU threads (the machine is shared)
     channels: tuple = (16, 32, 32)
@@ -61,10 +63,11 @@ def train(stores, out_dir, cfg: TrainConfig | None = None, log=print) -> dict:
     t0 = time.perf_counter()
     frames = load_frames(stores, cfg.camera, cfg.positive_last, cfg.image_size)
     check_trainable(frames)
-    size = frames.images.shape[1]
-    if frames.images.shape[1] != frames.images.shape[2]:
-        raise ClassifierDataError(f"frames are {frames.images.shape[1]}x{frames.images.shape[2]}; the classifier "
-                                  "takes square images: pass --image-size")
+    n_cameras = len(parse_cameras(cfg.camera))
+    h, w = frames.images.shape[-3:-1]
+    size = h
+    if h != w:
+        raise ClassifierDataError(f"frames are {h}x{w}; the classifier takes square images: pass --image-size")
     rest, test_eps = split_episodes(frames.episode_success, cfg.held_out, cfg.seed)
     sub_ok = frames.episode_success[rest]
     tr_i, va_i = split_episodes(sub_ok, cfg.val, cfg.seed + 1)
@@ -82,17 +85,22 @@ def train(stores, out_dir, cfg: TrainConfig | None = None, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = SuccessNet(NetConfig(size, cfg.channels, cfg.first_stride, cfg.feature_dim))
+    net = SuccessNet(NetConfig(size, cfg.channels, cfg.first_stride, cfg.feature_dim, n_cameras))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     images = torch.as_tensor(tr.images)
     pos, neg = np.flatnonzero(tr.labels), np.flatnonzero(~tr.labels)
+    hard = hard_negatives(tr, cfg.hard_window)
     half = cfg.batch_size // 2
+    n_hard = int(round((cfg.batch_size - half) * cfg.hard_fraction)) if len(hard) else 0
     target = torch.cat([torch.ones(half), torch.zeros(cfg.batch_size - half)])
     t1 = time.perf_counter()
     net.train()
     for step in range(cfg.steps):
-        idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, cfg.batch_size - half)])
-        x = random_shift(images[idx], cfg.shift_pad, gen)
+        idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, cfg.batch_size - half - n_hard),
+                              rng.choice(hard, n_hard) if n_hard else np.zeros(0, np.int64)])
+        x = images[idx]
+        # each camera's frame shifted on its own (the views are separate images)
+        x = random_shift(x.reshape((-1,) + x.shape[-3:]), cfg.shift_pad, gen).reshape(x.shape)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -135,6 +143,22 @@ def train(stores, out_dir, cfg: TrainConfig | None = None, log=print) -> dict:
     log(f"classifier: trained {cfg.steps} steps in {t_train:.1f} s; wrote {out / 'classifier.pt'}, "
         f"{out / 'classifier.onnx'}, {out / 'report.json'}")
     return report
+
+
+def hard_negatives(frames, window: int) -> np.ndarray:
+    """Indices of the `window` negative frames just before each successful episode's first
+    positive frame: the cube grasped and rising, under the lift line. They are the frames a
+    success classifier confuses (the errors sit within a frame or two of the onset) and a few
+    per episode among thousands of negatives, so uniform sampling rarely shows them."""
+    out = []
+    if window < 1:
+        return np.zeros(0, np.int64)
+    for ep in np.unique(frames.episode[frames.labels]):
+        idx = np.flatnonzero(frames.episode == ep)
+        first = idx[np.argmax(frames.labels[idx])]
+        before = idx[(idx < first) & ~frames.labels[idx]]
+        out += list(before[-window:])
+    return np.asarray(out, np.int64)
 
 
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
