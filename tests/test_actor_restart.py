@@ -62,10 +62,14 @@ def test_a_killed_actor_leaves_the_arm_still_and_comes_back(tmp_path):
         ear.close()
     assert proc.returncode == 0, out[-3000:]
     assert "actor exited (killed by SIGKILL), restarted" in out
-    moving_again = [at for at, vx in ear.got if at > zero_at and vx > 0.05]
-    stale_after_kill = [vx for at, vx in ear.got if t_kill + 0.25 < at < (moving_again or [1e18])[0]]
-    assert moving_again, "the restarted actor drives again"
-    assert all(vx == 0.0 for vx in stale_after_kill), "between the lives only zeros reach the arm"
+    # Once the watchdog has taken over, nothing but zeros until the new actor drives: a starting
+    # actor takes well over a second (Python, rclpy, onnxruntime), a stale command of the dead one
+    # would come within a few hundred ms. (The new actor's commands may be small: the workspace
+    # clip near the box's +x face.)
+    after = [(at - t_kill, vx) for at, vx in ear.got if at > zero_at]
+    first_motion = next((dt for dt, vx in after if vx != 0.0), None)
+    assert first_motion is not None and any(vx > 0.0 for _, vx in after), "the restarted actor drives again"
+    assert first_motion > 1.0, f"a non-zero twist {first_motion:.2f} s after the kill: {after[:20]}"
 
     from robot_rl.data.store import EpisodeStore
 
