@@ -12,6 +12,10 @@ open loop, one per tick), the safety filter, publish, log the step to zarr.
 
 The chunk queue is cleared at every boundary a planned chunk must not cross: a new episode, an
 evaluation start, any hold, a takeover, a policy swap.
+
+Guards on the policy's commands (robot_rl/control/guard.py): ease-in after a swap, a takeover
+release or a hold; trips (observation out of the policy's training distribution, commands
+saturated at the safety bounds) that latch a hold like the e-stop. Both are off in sim.
 """
 from __future__ import annotations
 
@@ -25,12 +29,14 @@ import numpy as np
 
 from robot_rl import codec
 from robot_rl.control.episode_log import EpisodeLog
+from robot_rl.control.guard import EaseIn, ObsStatsError, TripMonitor, TripSettings, parse_obs_stats
 from robot_rl.control.policy_runner import ChunkQueue, OnnxPolicy, PolicyError
 from robot_rl.names import EE_POSE, GRIPPER_JOINT, JOINT_STATES, OBJECT_POSES, TASK_STATUS, TELEOP_GRIPPER, TELEOP_TWIST, camera_topic
 from robot_rl.safety import SafetyConfig, SafetyFilter
 from robot_rl.spec import ActionSpec, policy_obs_keys
 
 ESTOP_LATCH_FILE = "estop_latched"  # in run_dir: an e-stop outlives an actor restart
+TRIP_LATCH_FILE = "trip_latched"  # in run_dir: so does a trip (a respawned actor must not resume)
 
 
 @dataclass
@@ -59,12 +65,16 @@ class ActorSettings:
     eval_at_start: bool = False  # a first block before any training (measures a warm start)
     sensor_reliability: str = "reliable"  # best_effort where the drivers publish best-effort
     policy_file: str = ""  # an ONNX actor to run from the start (version 0) until a newer one arrives
+    ease_in_ticks: int = 0  # policy ticks to ramp from hold to the policy's twist (0 = off)
+    trip: TripSettings = field(default_factory=TripSettings)
 
     def __post_init__(self):
         if self.trigger not in ("timer", "observation"):
             raise ValueError(f"actor.trigger must be timer or observation, not {self.trigger!r}")
         if not self.rate_hz > 0:
             raise ValueError(f"rate_hz must be positive, got {self.rate_hz}")
+        if self.ease_in_ticks < 0:
+            raise ValueError(f"ease_in_ticks must be >= 0, got {self.ease_in_ticks}")
 
     @property
     def cameras(self) -> list[str]:
@@ -131,6 +141,15 @@ class ActorCore:
         self.eval_block: list[bool] = []
         self.eval_history: list[dict] = []
 
+        self.ease = EaseIn(s.ease_in_ticks)
+        self.trip = TripMonitor(s.trip, s.safety)
+        self.trips: list[dict] = []  # every trip this run: the summary says why it stopped
+        self.trip_reason = ""  # "" = not tripped
+        trip_file = self.run_dir / TRIP_LATCH_FILE
+        if trip_file.exists():
+            self.trip_reason = trip_file.read_text().strip() or "trip latched before this start"
+            io.log("warn", f"trip latched from before this start ({trip_file}): {self.trip_reason}; "
+                           "holding the policy until cleared")
         self.estop_asserted = False  # the topic's last value
         self.estop_latched = (self.run_dir / ESTOP_LATCH_FILE).exists()
         if self.estop_latched:
@@ -210,6 +229,14 @@ class ActorCore:
         if wrong:
             raise PolicyError("policy expects observation shapes that differ from this robot's: " + ", ".join(
                 f"{k} {want} (robot: {have})" for k, (want, have) in wrong.items()))
+        try:
+            policy.obs_stats = parse_obs_stats(policy.metadata)
+        except ObsStatsError as e:
+            raise PolicyError(str(e)) from None
+        bad = {k: len(m) for k, (m, _) in (policy.obs_stats or {}).items()
+               if policy.obs_spec.shapes.get(k) != (len(m),)}
+        if bad:
+            raise PolicyError(f"policy's obs_stats do not match its inputs: {bad}")
         return policy
 
     def set_estop(self, asserted: bool) -> None:
@@ -225,14 +252,28 @@ class ActorCore:
                 self._hold("estop")
 
     def clear_estop(self) -> tuple[bool, str]:
+        """The operator's one clear (actor/clear_estop, `robot-rl estop --clear`): releases a
+        latched e-stop and a latched trip alike, both being 'held until a person says go'."""
         if self.estop_asserted:
             return False, "the e-stop topic is still true: release the e-stop first (publish false)"
-        was = self.estop_latched
-        self.estop_latched = False
+        was, tripped = self.estop_latched, self.trip_reason
+        self.estop_latched, self.trip_reason = False, ""
         (self.run_dir / ESTOP_LATCH_FILE).unlink(missing_ok=True)
-        if was:
-            self.io.log("warn", "e-stop cleared")
-        return True, "e-stop cleared" if was else "e-stop was not latched"
+        (self.run_dir / TRIP_LATCH_FILE).unlink(missing_ok=True)
+        self.trip.restart()
+        said = ["e-stop cleared" if was else "e-stop was not latched"]
+        if tripped:
+            said.append(f"trip cleared ({tripped})")
+        if was or tripped:
+            self.io.log("warn", "; ".join(said))
+        return True, "; ".join(said)
+
+    def _latch_trip(self, reason: str) -> None:
+        self.trip_reason = reason
+        self.trips.append({"reason": reason, "tick": self.ticks, "policy_version": self.version})
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / TRIP_LATCH_FILE).write_text(reason + "\n")
+        self.io.log("warn", f"TRIP: {reason}; holding the policy until cleared (robot-rl estop --clear)")
 
     # ------------------------------------------------------------------ ticking
     def poll(self) -> None:
@@ -321,30 +362,53 @@ class ActorCore:
 
     def _command(self, obs: dict, obs_t: float, age: float):
         """-> (safety result, intervened): the human's command while engaged (never during
-        evaluation), else the policy's; every path, holds included, through the filter."""
-        intervened, reason = False, None
+        evaluation), else the policy's; every path, holds included, through the filter.
+        A latched trip holds the policy only: the human may still take over (and drive the
+        robot back to where the policy knows its way), the e-stop holds everything."""
+        intervened, reason, by_policy = False, None, False
         if self.estop_latched:
             reason = "estop"
         elif self.engaged and not self.evaluating and self._teleop_fresh(obs_t):
             self.chunks.clear()  # a takeover: the policy replans from what the human leaves
             action, intervened = self.spec.from_command(self.teleop_cmd[TELEOP_TWIST], self.teleop_cmd[TELEOP_GRIPPER]), True
+            twist, grip = self.spec.to_command(action)
         elif self.policy is None:
             reason = "no policy yet"
+        elif self.trip_reason:
+            reason = "trip"
         else:
-            try:
-                action = self.chunks.next(lambda: self.policy(obs))
-            except PolicyError as e:
-                self.io.log("error", f"policy failed, holding: {e}")
-                reason = "policy error"
+            reason, twist, grip = self._policy_command(obs)
+            by_policy = reason is None
         if reason is not None:
             result = self.safety.hold(reason)  # zero twist, the grip kept: a fault drops nothing
         else:
-            twist, grip = self.spec.to_command(action)
+            if by_policy:  # ramp up from the hold (zero) after a swap, a takeover or a hold
+                twist = twist * self.ease.factor()
             result = self.safety.filter(twist, grip, obs["proprio"][:3], age)
         if result.held:
             self.chunks.clear()
             self._count_hold(result.reasons)
+        if not by_policy or result.held:  # the policy did not drive: it takes over afresh next time
+            self.ease.restart()
+            self.trip.restart()
         return result, intervened
+
+    def _policy_command(self, obs: dict):
+        """-> (hold reason or None, twist, grip): the policy's command, checked by the trips
+        before it runs (its observation) and after (its speeds)."""
+        tripped = self.trip.observation(obs)
+        if tripped is None:
+            try:
+                action = self.chunks.next(lambda: self.policy(obs))
+            except PolicyError as e:
+                self.io.log("error", f"policy failed, holding: {e}")
+                return "policy error", None, None
+            twist, grip = self.spec.to_command(action)
+            tripped = self.trip.command(twist)
+            if tripped is None:
+                return None, twist, grip
+        self._latch_trip(tripped)  # this very tick holds: the k-th bad tick never leaves the stack
+        return "trip", None, None
 
     def _record(self, obs: dict, status: dict) -> bool:
         """Complete the previous step with this observation's outcome; True if an episode is open."""
@@ -366,6 +430,8 @@ class ActorCore:
 
     def _hold(self, reason: str, stamp: float | None = None) -> None:
         self.chunks.clear()
+        self.ease.restart()  # the policy did not drive this tick: it takes over afresh next time
+        self.trip.restart()
         self._count_hold((reason,))
         res = self.safety.hold(reason)
         self.io.command(res.twist, res.grip, self.io.now() if stamp is None else stamp)
@@ -384,7 +450,13 @@ class ActorCore:
     def _swap(self, policy: OnnxPolicy) -> None:
         self.policy, self.next_policy = policy, None
         self.chunks.clear()
+        self.ease.restart()  # a new policy eases in from standstill
+        self.trip.restart()
+        self.trip.stats = getattr(policy, "obs_stats", None)
         self.io.log("info", f"policy version {policy.version} swapped in (chunk {policy.chunk}, sha256 {policy.sha256[:12]})")
+        if self.s.trip.ood_std and self.trip.stats is None:
+            self.io.log("warn", f"policy version {policy.version} carries no obs_stats: "
+                                "the out-of-distribution trip is off while it runs")
 
     def _schedule_eval(self) -> None:
         train_steps = self.log.steps_logged - self.log.eval_steps
@@ -437,7 +509,7 @@ class ActorCore:
             self.recent.append((meta["success"], meta["intervened"]))
 
     def diagnostics(self) -> dict:
-        values = {"estop": self.estop_latched, "stale_topics": ",".join(self.stale_topics),
+        values = {"estop": self.estop_latched, "trip": self.trip_reason, "stale_topics": ",".join(self.stale_topics),
                   "policy_version": self.version, "holds": self.holds}
         if self.log is None:
             return values
@@ -453,6 +525,15 @@ class ActorCore:
             values["eval_at_steps"] = self.eval_history[-1]["train_steps"]
         return values
 
+    def diagnostics_status(self) -> tuple[int, str]:
+        """(level, message) of the actor's /diagnostics status: ERROR while a latched hold (e-stop,
+        trip) waits for the operator, saying why; WARN while topics are stale."""
+        said = (["e-stop latched"] if self.estop_latched else []) + (
+            [f"tripped: {self.trip_reason}"] if self.trip_reason else [])
+        if said:
+            return 2, "; ".join(said)
+        return (1, f"stale: {','.join(self.stale_topics)}") if self.stale_topics else (0, "")
+
     def close(self) -> dict | None:
         """Shut down: close the open step and the store; the run's summary (None if nothing ran)."""
         summary = None
@@ -463,6 +544,7 @@ class ActorCore:
                 "successes": self.log.successes, "interventions": self.log.interventions,
                 "versions_used": sorted(self.versions_used), "holds": self.holds,
                 "hold_reasons": self.hold_reasons, "ticks": self.ticks, "evaluations": self.eval_history,
+                "trips": self.trips, "tripped": self.trip_reason,
             }
         if self.store is not None and hasattr(self.store, "close"):
             self.store.close()

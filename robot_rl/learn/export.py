@@ -4,7 +4,8 @@ flow sampler for "bc") as one graph.
 Inputs: one per observation key, named like the obs dict, batch dimension dynamic; images are
 uint8 (B, H, W, 3) and normalised inside the graph. Output: "actions" (B, H, A) in [-1, 1].
 metadata_props: obs_spec (JSON of ObsSpec.to_dict()), action_dim, chunk_len, policy_version,
-kind, noise ("zero": the flow noise input is fixed to 0).
+kind, noise ("zero": the flow noise input is fixed to 0), obs_stats (obs_stats(): the state
+normaliser's statistics, which the actor's out-of-distribution trip compares observations with).
 """
 from __future__ import annotations
 
@@ -32,14 +33,15 @@ class DeployedActor(nn.Module):
         enc_name = "actor_encoder" if "actor_encoder" in agent.nets else "encoder"
         self.encoder = agent.nets[enc_name]
         self.kind, self.flat_dim, self.flow_steps = agent.kind, agent.flat_dim, agent.cfg.flow_steps
-        self.policy = agent.nets[{"flow": "onestep", "bc": "flow", "sac": "actor"}[agent.kind]]
+        # flow and diffusion both ship the distilled one-step actor mu(s, z=0).
+        self.policy = agent.nets[{"flow": "onestep", "diffusion": "onestep", "bc": "flow", "sac": "actor"}[agent.kind]]
 
     def forward(self, *obs):
         feats = self.encoder(dict(zip(self.keys, obs)))
         if self.kind == "sac":
             return self.policy.mean_action(feats)
         noise = torch.zeros_like(feats[:, :1]).expand(-1, self.flat_dim)
-        if self.kind == "flow":
+        if self.kind in ("flow", "diffusion"):
             return self.policy(feats, noise)
         return self.policy.sample(feats, noise, self.flow_steps)
 
@@ -71,6 +73,9 @@ def export_actor_bytes(agent, version: int, verify: bool = True) -> tuple[bytes,
         "kind": agent.kind,
         "noise": "zero",
     }
+    stats = obs_stats(agent)
+    if stats is not None:
+        meta["obs_stats"] = json.dumps(stats)
     onnx.helper.set_model_props(model, meta)
     onnx.checker.check_model(model)
     data = model.SerializeToString()
@@ -112,9 +117,26 @@ def run_onnx(path_or_session, obs: dict, threads: int = 1) -> np.ndarray:
 
 
 def read_metadata(path) -> dict:
-    """metadata_props of an exported actor as a dict (obs_spec decoded from JSON)."""
+    """metadata_props of an exported actor as a dict (obs_spec and obs_stats decoded from JSON)."""
     model = onnx.load(os.fspath(path), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
-    if "obs_spec" in meta:
-        meta["obs_spec"] = json.loads(meta["obs_spec"])
+    for key in ("obs_spec", "obs_stats"):
+        if key in meta:
+            meta[key] = json.loads(meta[key])
     return meta
+
+
+def obs_stats(agent) -> dict | None:
+    """{key: {"mean": [...], "std": [...]}} for the state vectors the deployed actor's normaliser
+    was fitted on (robot_rl.control.guard reads them); None before it is fitted (its identity
+    statistics describe no data) or when the policy sees no state vectors."""
+    enc = agent.nets["actor_encoder" if "actor_encoder" in agent.nets else "encoder"]
+    if not bool(enc.normalizer_fitted) or not enc.vector_keys:
+        return None
+    mean, std = enc.vec_mean.detach().float().cpu().numpy(), enc.vec_std.detach().float().cpu().numpy()
+    out, i = {}, 0
+    for k in enc.vector_keys:  # the encoder concatenates them in this order
+        d = int(agent.spec.shapes[k][0])
+        out[k] = {"mean": mean[i:i + d].tolist(), "std": std[i:i + d].tolist()}
+        i += d
+    return out

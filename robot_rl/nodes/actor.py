@@ -4,7 +4,9 @@ zarr logging) lives in the core; this class converts and publishes.
 
 Triggers: `timer` (robot: rate_hz on the node clock) or `observation` (sim: one tick per complete
 observation, in lock-step with the twin, so sim time runs as fast as compute allows).
-Service `actor/clear_estop` (std_srvs/Trigger): releases a latched e-stop once the topic is false.
+Service `actor/clear_estop` (std_srvs/Trigger): releases a latched e-stop once the topic is false,
+and a latched trip (guard.py: out-of-distribution observation, saturated commands) with it: one
+operator act for every latched hold, so `robot-rl estop --clear` clears both.
 """
 from __future__ import annotations
 
@@ -90,9 +92,7 @@ class ActorNode(Node):
 
     def _publish_diagnostics(self) -> None:
         values = self.core.diagnostics()
-        level = 2 if values["estop"] else (1 if values["stale_topics"] else 0)
-        message = "e-stop latched" if values["estop"] else (
-            f"stale: {values['stale_topics']}" if values["stale_topics"] else "")
+        level, message = self.core.diagnostics_status()
         self.pub_diag.publish(codec.diagnostics_msg(self.now(), "actor", values, level, message))
 
     def close(self) -> None:
