@@ -49,6 +49,7 @@ def record_expert_episodes(store_path, env, expert, n_episodes: int, seed: int, 
     """Run `n_episodes` episodes of `expert` in `env` (expert_episode, reset with seeds seed,
     seed+1, ...) and append every step to the store at `store_path` (created if absent, else
     its schema must match the env). An episode is a success if the env says so at its last step.
+    Each episode's metadata holds its seed and, if the controller names one, its `operator`.
 
     Returns {"episodes", "steps", "successes", "store"}. `progress(episode, steps, success)` is
     called after each episode if given."""
@@ -57,10 +58,13 @@ def record_expert_episodes(store_path, env, expert, n_episodes: int, seed: int, 
     spec = getattr(env, "spec", None)
     task = task if task is not None else (spec.id if spec is not None else type(env.unwrapped).__name__)
     total_steps = successes = 0
+    # who made the demos (the twin's experts say "expert" or "sloppy"): learning that should beat
+    # its teachers is judged against them, so every episode names its operator
+    who = {"operator": expert.operator} if getattr(expert, "operator", None) else {}
     with EpisodeStore.open_or_create(store_path, schema, attrs={"task": task}) as store:
         for ep in range(n_episodes):
             store.begin_episode(task=task, source=source, robot=robot, calibration_id=calibration_id,
-                                seed=int(seed) + ep)
+                                seed=int(seed) + ep, **who)
             n = 0
             for obs, action, reward, terminated, truncated, final_obs, info in expert_episode(
                     env, expert, int(seed) + ep, max_steps):

@@ -49,6 +49,7 @@ class TeleopSettings:
     devices_file: str = ""  # a lab's device settings (teleop_devices.yaml's shape); "" = shipped
     rate_hz: float = 10.0  # the control rate: a person's device is polled once per period
     expert_noise: float = 0.1
+    operator: str = "expert"  # who drives the scripted takeovers: expert | sloppy (a hesitant person)
     gripper_joints: str = C.GRIPPER_JOINT  # as the actor's
     action: ActionSpec = field(default_factory=ActionSpec)
     safety: SafetyConfig = field(default_factory=SafetyConfig)  # the takeover rule's workspace
@@ -70,7 +71,7 @@ class TeleopNode(Node):
             return
         self.task = s.task
         self.human = ScriptedHuman(s.task, s.action, s.takeover, s.safety.workspace_min, s.safety.workspace_max,
-                                   noise=s.expert_noise, seed=s.seed)
+                                   noise=s.expert_noise, seed=s.seed, operator=s.operator)
         self.gripper_joints = csv_list(s.gripper_joints)
         self.latest: dict = {}
         self.last_key = -1
@@ -89,7 +90,7 @@ class TeleopNode(Node):
         self.pub_grip = publisher(self, C.TELEOP_GRIPPER)
         self.pub_event = publisher(self, C.TELEOP_EVENT)
         self.pub_engaged.publish(Bool(data=False))
-        self.get_logger().info(f"teleop up: scripted human for {self.task}, rule {self.human.rule.cfg}")
+        self.get_logger().info(f"teleop up: scripted human ({s.operator}) for {self.task}, rule {self.human.rule.cfg}")
 
     def _on_sensor(self, topic: str, msg) -> None:
         self.latest[topic] = msg

@@ -1,6 +1,7 @@
-"""The scripted human of the sim graph, as plain code: the twin's scripted expert plus a takeover
-rule (robot_rl/teleop/takeover.py). It decides about each observation whether to step in and,
-if so, what to command; the teleop node only converts messages and publishes.
+"""The scripted human of the sim graph, as plain code: the twin's scripted expert (or its sloppy
+operator) plus a takeover rule (robot_rl/teleop/takeover.py). It decides about each observation
+whether to step in and, if so, what to command; the teleop node only converts messages and
+publishes.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ class Answer:
 
 class ScriptedHuman:
     def __init__(self, task: str, action_spec: ActionSpec, takeover: TakeoverConfig, workspace_min, workspace_max,
-                 noise: float = 0.1, seed: int = 0):
+                 noise: float = 0.1, seed: int = 0, operator: str = "expert"):
         # The expert plans from observations with plain NumPy: no simulator loaded here.
+        # operator "sloppy": a hesitant person drives the takeovers (robot_rl/twin/experts.py).
         from robot_rl.twin.experts import make_expert
 
-        self.expert = make_expert(task, noise=noise, seed=seed + 1)
+        self.expert = make_expert(task, noise=noise, seed=seed + 1, operator=operator)
         self.rule = TakeoverRule(takeover, workspace_min, workspace_max, seed=seed + 2)
         self.spec = action_spec
         self.episode = None

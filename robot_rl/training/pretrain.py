@@ -21,10 +21,11 @@ import numpy as np
 
 from robot_rl.data.record import expert_episode, step_success
 from robot_rl.data.replay import MixedReplay
-from robot_rl.learn.agent import make_agent
+from robot_rl.learn.agent import KINDS, make_agent
 from robot_rl.spec import ObsSpec
 from robot_rl.training.loop import TrainingLoop
 from robot_rl.training.metrics_log import MetricsLog
+from robot_rl.twin.experts import OPERATORS
 
 CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "episodes", "demo_steps", "wall_s")
 
@@ -101,15 +102,18 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float]:
 def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
         utd: float = 1, cfg: dict | None = None, gamma: float = 0.99, cameras=(), batch_size: int = 256,
         image_size: int = 128, obs_keys=None,
-        expert_noise: float = 0.1, intervention_prob: float = 0.0, learning_starts: int = 0,
+        expert_noise: float = 0.1, operator: str = "expert", intervention_prob: float = 0.0,
+        learning_starts: int = 0,
         pretrain_updates: int = 0, eval_every: int = 1000, eval_episodes: int = 10,
         out_dir: str | None = None, device="auto", progress: bool = True,
         env_fn=None, expert_fn=None) -> list[dict]:
     """Train one agent on one twin task; returns the evaluation log (also written as CSV).
 
     env_fn(task, cameras, seed) and expert_fn(task, noise, seed) default to robot_rl.twin's
-    make_env / make_expert (at `image_size`). obs_keys: what the agent sees (default: every
-    env key); ("proprio", "wrist") learns from pixels without the simulator's object pose.
+    make_env / make_expert (at `image_size`, as `operator`: "sloppy" makes the demos and the
+    interventions the twin's sloppy operator's, a teacher to beat; docs/twin.md; a given
+    expert_fn is used as it is). obs_keys: what the agent sees (default: every env key);
+    ("proprio", "wrist") learns from pixels without the simulator's object pose.
     intervention_prob: chance per chunk that the expert takes over (HIL-SERL style; those steps
     also go to the demo side). utd, batch_size, learning_starts: the training loop's schedule
     (robot_rl/training/loop.py; learning_starts is its min_steps); cfg: AgentConfig keys.
@@ -120,7 +124,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         from robot_rl import twin
 
         env_fn = env_fn or (lambda t, c, s: twin.make_env(t, cameras=c, image_size=image_size, seed=s))
-        expert_fn = expert_fn or (lambda t, n, s: twin.make_expert(t, noise=n, seed=s))
+        expert_fn = expert_fn or (lambda t, n, s: twin.make_expert(t, noise=n, seed=s, operator=operator))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     env, eval_env = env_fn(task, tuple(cameras), seed), env_fn(task, tuple(cameras), seed + 10_000)
@@ -221,7 +225,7 @@ def read_config(path) -> tuple[dict, dict]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="pick_cube")
-    ap.add_argument("--kind", default="flow", choices=("flow", "sac", "bc"))
+    ap.add_argument("--kind", default="flow", choices=KINDS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--env-steps", type=int, default=30_000)
     ap.add_argument("--n-demos", type=int, default=20)
@@ -237,6 +241,8 @@ def main(argv=None):
     ap.add_argument("--image-size", type=int, default=128, help="camera image height = width (pixels)")
     ap.add_argument("--obs-keys", default="",
                     help="comma-separated keys the agent sees (default all; e.g. proprio,wrist = from pixels)")
+    ap.add_argument("--operator", default="expert", choices=OPERATORS,
+                    help="who makes the demos and interventions: the scripted expert, or the sloppy operator")
     ap.add_argument("--intervention-prob", type=float, default=0.0)
     ap.add_argument("--pretrain-updates", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=1000)
@@ -254,7 +260,8 @@ def main(argv=None):
             loop[key] = getattr(args, key)
     rows = run(args.task, args.kind, args.seed, args.env_steps, args.n_demos, cfg=cfg, **loop,
                cameras=tuple(c for c in args.cameras.split(",") if c), image_size=args.image_size,
-               obs_keys=tuple(k for k in args.obs_keys.split(",") if k) or None, intervention_prob=args.intervention_prob,
+               obs_keys=tuple(k for k in args.obs_keys.split(",") if k) or None, operator=args.operator,
+               intervention_prob=args.intervention_prob,
                pretrain_updates=args.pretrain_updates, eval_every=args.eval_every,
                eval_episodes=args.eval_episodes, out_dir=args.out, device=args.device)
     print(f"final success rate {rows[-1]['success_rate']:.2f} after {rows[-1]['env_steps']} env steps")

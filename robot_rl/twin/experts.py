@@ -6,8 +6,12 @@ messages. Stateful phases; `noise` adds Gaussian noise (std, in normalised actio
     expert.reset()
     action = expert.act(obs)          # float32, ActionSpec dim, in [-1, 1]
     expert.progress(obs)              # metres still to go (0 when done); falls as it works
+
+    sloppy = make_expert("pick_cube", noise=0.1, seed=0, operator="sloppy")   # a hesitant person
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,6 +20,8 @@ from robot_rl.twin.task_params import task_params as resolve_task_params
 
 
 class _Expert:
+    operator = "expert"  # who made a demo: recorded in each episode's metadata (data/record.py)
+
     def __init__(self, task_params=None, noise: float = 0.0, seed=None, action_spec=None,
                  gain: float = 6.0):
         self.p = resolve_task_params(self.task, task_params)
@@ -185,12 +191,122 @@ class PegInsertExpert(_Expert):
 EXPERTS = {PickCubeExpert.task: PickCubeExpert, PegInsertExpert.task: PegInsertExpert}
 
 
+@dataclass(frozen=True)
+class SloppyConfig:
+    """How the sloppy operator departs from the expert. Ranges are inclusive (low, high), drawn
+    per episode or per event. The defaults give 2-3x the expert's steps with >= 90 % success on
+    both tasks (docs/twin.md, tests/test_sloppy_operator.py): change them there too."""
+
+    speed: tuple = (0.45, 0.65)  # fraction of the expert's velocity, drawn per episode: a slow hand
+    tremor: float = 0.15  # hand noise, std as a fraction of the commanded speed: a fast move
+    # wobbles, a hand nearly at its target is steady (signal-dependent noise), so fine phases stay
+    # fine; 0.3 already costs peg_insert's 1.5 mm alignment ~15 points of success
+    pause_prob: float = 0.06  # chance per step to stop and look (hold still, gripper as it was)
+    pause_steps: tuple = (2, 6)
+    back_off_prob: float = 0.5  # chance, each time the hand closes in on the grasp or the hole,
+    # that it stops short, backs off and comes again
+    back_off_after: tuple = (1, 4)  # steps into the final approach when it loses its nerve
+    back_off_steps: tuple = (3, 6)  # steps spent backing off (straight up)
+    back_off_speed: float = 0.5
+    max_back_offs: int = 2  # per episode: a person hesitates, then commits
+
+
+# The final approach a hesitant hand aborts, and the phase the expert restarts from afterwards:
+# above the object (descend -> approach) or above the hole (insert -> carry).
+_RETRY_FROM = {"descend": "approach", "insert": "carry"}
+
+
+class SloppyOperator:
+    """A hesitant, imprecise person in the twin, for demos that a learned policy can beat: the
+    wrapped expert's plan, executed slowly (speed drawn per episode), with hand tremor, pauses,
+    and final approaches (grasp, insertion) abandoned and retried. Same interface as an expert
+    (reset, act, progress, phase); plain NumPy, seeded, observations only."""
+
+    operator = "sloppy"
+
+    def __init__(self, expert: _Expert, cfg: SloppyConfig | None = None, seed=None):
+        self.expert = expert
+        self.task = expert.task
+        self.cfg = cfg or SloppyConfig()
+        # a stream of its own: the expert's noise draws stay what they are with the same seed
+        self.rng = np.random.default_rng(None if seed is None else [int(seed), 1])
+        self.reset()
+
+    @property
+    def phase(self) -> str:
+        return self.expert.phase
+
+    def reset(self) -> None:
+        self.expert.reset()
+        self.speed = float(self.rng.uniform(*self.cfg.speed))
+        self.paused = 0  # steps of pause left
+        self.backing = 0  # steps of backing off left
+        self.abort_in = None  # steps until the current final approach is abandoned (None: it is not)
+        self.back_offs = 0
+        self.grip = -1.0  # the last gripper command (held through pauses and back-offs)
+        self.prev_phase = None
+
+    def _int(self, lo_hi) -> int:
+        return int(self.rng.integers(lo_hi[0], lo_hi[1] + 1))
+
+    def _hold(self, vz: float = 0.0) -> np.ndarray:
+        a = np.zeros(self.expert.spec.dim, np.float32)
+        a[2] = vz
+        a[-1] = self.grip
+        return a
+
+    def act(self, obs) -> np.ndarray:
+        cfg = self.cfg
+        if self.paused > 0:  # the expert is not asked: its plan (phase, counters) waits too
+            self.paused -= 1
+            return self._hold()
+        if self.backing > 0:
+            self.backing -= 1
+            if self.backing == 0:
+                self.expert.phase = _RETRY_FROM[self.expert.phase]
+            return self._hold(cfg.back_off_speed)
+        if self.rng.random() < cfg.pause_prob:
+            self.paused = self._int(cfg.pause_steps) - 1
+            return self._hold()
+        a = np.asarray(self.expert.act(obs), np.float32).copy()
+        phase = self.expert.phase
+        if phase in _RETRY_FROM and phase != self.prev_phase:  # a final approach begins
+            self.abort_in = None
+            if self.back_offs < cfg.max_back_offs and self.rng.random() < cfg.back_off_prob:
+                self.abort_in = self._int(cfg.back_off_after)
+        self.prev_phase = phase
+        self.grip = float(a[-1])
+        if phase in _RETRY_FROM and self.abort_in is not None:
+            self.abort_in -= 1
+            if self.abort_in <= 0:
+                self.abort_in, self.back_offs = None, self.back_offs + 1
+                self.backing = self._int(cfg.back_off_steps) - 1
+                self.prev_phase = None  # the retried approach is a new one
+                if self.backing == 0:
+                    self.expert.phase = _RETRY_FROM[phase]
+                return self._hold(cfg.back_off_speed)
+        v = a[:-1] * self.speed
+        v += self.rng.normal(0.0, 1.0, v.shape) * cfg.tremor * np.abs(v).max()
+        a[:-1] = v
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def progress(self, obs) -> float:
+        return self.expert.progress(obs)
+
+
+OPERATORS = ("expert", "sloppy")  # who makes demos: the scripted expert, or a hesitant person
+
+
 def make_expert(task: str = "pick_cube", noise: float = 0.0, seed=None, task_params=None,
-                action_spec: ActionSpec | None = None, config=None):
+                action_spec: ActionSpec | None = None, config=None, operator: str = "expert"):
     """Scripted expert for a twin task. Its task_params and action_spec must match the env's:
-    pass them, or the env's TwinConfig as `config` (then task comes from it too)."""
+    pass them, or the env's TwinConfig as `config` (then task comes from it too).
+    operator="sloppy" wraps it in a SloppyOperator (slow, hesitant; 2-3x the expert's steps)."""
     if config is not None:
         task, task_params, action_spec = config.task, config.task_params, config.action_spec
     if task not in EXPERTS:
         raise ValueError(f"no expert for task {task!r}; experts exist for {sorted(EXPERTS)}")
-    return EXPERTS[task](task_params=task_params, noise=noise, seed=seed, action_spec=action_spec)
+    if operator not in OPERATORS:
+        raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
+    expert = EXPERTS[task](task_params=task_params, noise=noise, seed=seed, action_spec=action_spec)
+    return SloppyOperator(expert, seed=seed) if operator == "sloppy" else expert
