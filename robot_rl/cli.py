@@ -182,6 +182,7 @@ def cmd_sim(args) -> int:
         overrides["image_size"] = args.image_size
     if args.kind:
         overrides["kind"] = args.kind
+    overrides["teleop/operator"] = args.operator  # the scripted human's takeovers, as its demos
     if args.init:
         init = Path(args.init).resolve()
         if not init.is_file():
@@ -193,9 +194,42 @@ def cmd_sim(args) -> int:
     if demos:
         overrides["demos"] = demos
     overrides.update(_parse_params(args.param))
-    code, reason = run_graph("sim", args.params, overrides, run_dir, f"{args.steps or '-'}")
+    graph = _sim_graph(args, overrides)
+    code, reason = run_graph(graph, None, overrides, run_dir, f"{args.steps or '-'}")
     print(f"robot-rl sim: {reason}." + ("" if code else " " + _summarise(run_dir)))
     return code
+
+
+def _sim_graph(args, overrides: dict):
+    """The sim graph's nodes and params files; --reward classifier adds the reward classifier
+    (a model from --classifier, else one trained in the twin once, robot_rl/reward/twin_model.py)."""
+    from robot_rl.graph import sim_graph
+
+    params = str(Path(args.params).resolve()) if args.params else None
+    if args.reward != "classifier":
+        return sim_graph("twin", params)
+    cameras = [c for c in (args.cameras or "").split(",") if c]
+    if args.classifier:
+        model = Path(args.classifier)
+        model = (model / "classifier.onnx" if model.is_dir() else model).resolve()
+        if not model.is_file():
+            raise SystemExit(f"robot-rl sim: no classifier model at {model}")
+        from robot_rl.reward.classifier import OnnxClassifier
+
+        camera = OnnxClassifier(str(model)).camera
+    else:
+        camera = cameras[0] if cameras else "wrist"
+        from robot_rl.reward.twin_model import ensure_twin_classifier
+
+        model = ensure_twin_classifier(args.task, camera, args.image_size).resolve()
+    if camera not in cameras:
+        # The classifier answers every observation (lock-step): its camera must be rendered
+        # every step, which the twin does for the policy's cameras.
+        raise SystemExit(f"robot-rl sim: --reward classifier looks at the {camera} camera: add it to --cameras "
+                         f"(e.g. --cameras {','.join(cameras + [camera])})")
+    overrides["reward_classifier/model"] = str(model)
+    print(f"  reward: the classifier {model} on the {camera} camera (the twin's check is ground truth only)")
+    return sim_graph("classifier", params)
 
 
 def _demo_store(args, run_dir: Path) -> str:
@@ -215,9 +249,10 @@ def _demo_store(args, run_dir: Path) -> str:
     if not path.exists():
         cams = tuple(c for c in (args.cameras or "").split(",") if c)
         env = make_env(args.task, cameras=cams, image_size=args.image_size)
-        out = record_expert_episodes(path, env, make_expert(args.task, noise=0.1, seed=args.seed), int(args.demos),
+        expert = make_expert(args.task, noise=0.1, seed=args.seed, operator=args.operator)
+        out = record_expert_episodes(path, env, expert, int(args.demos),
                                      seed=10_000 + args.seed, source="demo", task=args.task, robot="twin")
-        print(f"  demos: {out['episodes']} scripted-expert episodes ({out['successes']} successful) -> {path}")
+        print(f"  demos: {out['episodes']} scripted {args.operator} episodes ({out['successes']} successful) -> {path}")
     return str(path)
 
 
@@ -238,6 +273,11 @@ def _summarise(run_dir: Path) -> str:
         l = json.loads(learner.read_text())
         out.append(f"learner ingested {len(l['received'])} steps, {l['updates']} updates, "
                    f"published {len(l['versions_published'])} policies")
+    from robot_rl.reward.ground_truth import format_report, ground_truth_report
+
+    truth = ground_truth_report(run_dir)
+    if truth is not None:
+        out.append(format_report(truth))
     out.append(f"store: {run_dir / 'store.zarr'}")
     return "; ".join(out)
 
@@ -253,7 +293,7 @@ def cmd_record(args) -> int:
 
     cams = tuple(c for c in args.cameras.split(",") if c)
     env = make_env(args.task, cameras=cams, image_size=args.image_size, randomize=args.randomize or None)
-    expert = make_expert(args.task, noise=args.noise, seed=args.seed)
+    expert = make_expert(args.task, noise=args.noise, seed=args.seed, operator=args.operator)
 
     def progress(ep, steps, success):
         print(f"episode {ep + 1}/{args.episodes}: {steps} steps, {'success' if success else 'failure'}", flush=True)
@@ -272,8 +312,8 @@ def _record_through_graph(args) -> int:
     overrides = {"run_dir": str(run_dir), "task": args.task, "seed": args.seed, "store": str(store),
                  "max_episodes": args.episodes, "episode_source": "demo", "wait_for_learner": False,
                  "wait_for_teleop": True, "teleop_wait_s": 30.0, "learner_sync_lag": 0,
-                 "eval_every": 0, "expert_noise": args.noise, "takeover.stuck_steps": 0,
-                 "takeover.max_takeover_steps": 1_000_000, "takeover.cooldown_steps": 0}
+                 "eval_every": 0, "expert_noise": args.noise, "takeover.always": True,
+                 "teleop/operator": args.operator}
     if args.cameras:
         overrides.update(policy_cameras=args.cameras, image_size=args.image_size)
     if args.driver:  # a person drives (docs/teleop.md); the twin's success check stays the reward
@@ -336,6 +376,16 @@ def cmd_estop(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_deploy(args) -> int:
+    """Override a gated learner: deploy candidate N, roll back, or the newest (docs/deployment.md)."""
+    from robot_rl.nodes.deploy import send_deploy
+
+    cmd = "rollback" if args.rollback else "latest" if args.latest else "version"
+    ok, message = send_deploy(cmd, args.version, namespace=args.namespace, timeout_s=args.timeout)
+    print(f"robot-rl deploy: {message}")
+    return 0 if ok else 1
+
+
 def cmd_calibrate_capture(args) -> int:
     from robot_rl.nodes.calib_capture import capture
 
@@ -373,6 +423,8 @@ def cmd_pretrain(args, rest) -> int:
 
 
 def main(argv=None) -> int:
+    from robot_rl.twin.experts import OPERATORS  # plain NumPy: no simulator loaded
+
     p = argparse.ArgumentParser(prog="robot-rl", description="robot_rl: real-robot learning over ROS 2")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("sim", help="the whole graph (twin, teleop, actor, learner) over ROS 2")
@@ -386,7 +438,16 @@ def main(argv=None) -> int:
     s.add_argument("--demos", default="20",
                    help="N scripted-expert demos recorded in the twin first, or zarr store(s) for replay, comma-"
                         "separated: demos, and an earlier run's store.zarr to resume it (0 = none)")
+    s.add_argument("--operator", default="expert", choices=OPERATORS,
+                   help="who makes the recorded demos and drives the scripted takeovers: the scripted "
+                        "expert, or a sloppy (slow, hesitant) operator (docs/twin.md)")
     s.add_argument("--image-size", type=int, default=64, help="camera resolution for pixel policies")
+    s.add_argument("--reward", default="twin", choices=("twin", "classifier"),
+                   help="who says an episode succeeded: the twin's check, or the reward classifier on a "
+                        "policy camera (as on a robot); the twin's check is then measured as ground truth")
+    s.add_argument("--classifier", default=None, metavar="MODEL",
+                   help="with --reward classifier: classifier.onnx or its directory (default: one trained "
+                        "in the twin, once, under runs/classifier/)")
     s.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="learner continues this agent checkpoint (robot-rl pretrain's agent.pt, a run's "
                         "learner_checkpoint.pt); same --kind and observations")
@@ -400,6 +461,8 @@ def main(argv=None) -> int:
     r.add_argument("-n", "--episodes", type=int, default=20)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--noise", type=float, default=0.1, help="expert action noise")
+    r.add_argument("--operator", default="expert", choices=OPERATORS,
+                   help="who drives: the scripted expert, or a sloppy (slow, hesitant) operator (docs/twin.md)")
     r.add_argument("--cameras", default="", help='cameras to record, e.g. "front,wrist"')
     r.add_argument("--image-size", type=int, default=128)
     r.add_argument("--randomize", action="store_true", help="domain randomisation on")
@@ -448,6 +511,15 @@ def main(argv=None) -> int:
     es.add_argument("--namespace", default="cell", help="the cell's namespace ('' for the sim graph)")
     es.add_argument("--timeout", type=float, default=10.0)
     es.set_defaults(func=cmd_estop)
+
+    dp = sub.add_parser("deploy", help="a gated learner publishes candidate N, the previous one, or the newest")
+    which = dp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", type=int, help="the candidate run_dir/policies/v{N}.onnx")
+    which.add_argument("--rollback", action="store_true", help="the policy deployed before the current one")
+    which.add_argument("--latest", action="store_true", help="the newest candidate, accepted or not")
+    dp.add_argument("--namespace", default="cell", help="the cell's namespace ('' for the sim graph)")
+    dp.add_argument("--timeout", type=float, default=10.0)
+    dp.set_defaults(func=cmd_deploy)
 
     d = sub.add_parser("data", help="inspect a zarr episode store")
     dsub = d.add_subparsers(dest="action", required=True)

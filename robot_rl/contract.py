@@ -32,6 +32,11 @@ Learning:
                                     transient_local so a late actor gets the newest policy
   learner/progress                  std_msgs/Int64  steps the learner has trained on at its
                                     update-to-data ratio (sim: the actor may wait for it)
+  learner/deploy                    std_msgs/String  the operator's deploy request to a gated
+                                    learner (robot-rl deploy): "7", "rollback", "latest" or JSON
+                                    {"cmd", "version", "id"}; answered on /diagnostics
+                                    (status "learner_gate"). Not latched: a restarted learner
+                                    must not obey an old request again
   /diagnostics                      diagnostic_msgs/DiagnosticArray  actor/learner/twin status
   /clock                            rosgraph_msgs/Clock  published by the twin in sim
 Safety:
@@ -53,6 +58,7 @@ from robot_rl.names import (  # noqa: F401  re-exported: the ROS-free spellings 
     CLOCK,
     COMMAND_GRIPPER,
     COMMAND_TWIST,
+    DEPLOY,
     DIAGNOSTICS,
     EE_POSE,
     ESTOP,
@@ -64,6 +70,7 @@ from robot_rl.names import (  # noqa: F401  re-exported: the ROS-free spellings 
     POLICY,
     TASK_STATUS,
     TELEOP_ENGAGED,
+    TWIN_GROUND_TRUTH,
     TELEOP_EVENT,
     TELEOP_GRIPPER,
     TELEOP_TWIST,
@@ -116,6 +123,7 @@ TOPICS = {
     EE_POSE: Topic(PoseStamped, SENSOR_QOS),
     OBJECT_POSES: Topic(PoseArray, SENSOR_QOS),
     TASK_STATUS: Topic(DiagnosticArray, SENSOR_QOS),
+    TWIN_GROUND_TRUTH: Topic(DiagnosticArray, SENSOR_QOS),
     COMMAND_TWIST: Topic(TwistStamped, COMMAND_QOS),
     COMMAND_GRIPPER: Topic(JointState, COMMAND_QOS),
     TELEOP_TWIST: Topic(TwistStamped, COMMAND_QOS),
@@ -127,6 +135,7 @@ TOPICS = {
     TRANSITIONS: Topic(UInt8MultiArray, TRANSITIONS_QOS),
     POLICY: Topic(UInt8MultiArray, POLICY_QOS),
     LEARNER_PROGRESS: Topic(Int64, PROGRESS_QOS),
+    DEPLOY: Topic(String, EVENT_QOS),
     DIAGNOSTICS: Topic(DiagnosticArray, DIAGNOSTICS_QOS),
     CLOCK: Topic(Clock, CLOCK_QOS),
 }

@@ -75,6 +75,24 @@ def robot_graph(cameras=(), use_twin: bool = False, teleop: bool = True, learner
     return nodes, params
 
 
+def sim_graph(reward: str = "twin", params: str | None = None) -> tuple[list[NodeSpec], list[str]]:
+    """The sim graph -> (nodes in start order, params files in order, later ones winning).
+
+    reward: who says an episode succeeded: `twin` (its own success check, the default) or
+    `classifier` (the reward classifier on a policy camera, as on a robot; the twin then only
+    resets the scene when told and publishes its check as ground truth: config/sim_classifier.yaml).
+    params: a params file in place of config/sim.yaml.
+    """
+    if reward not in ("twin", "classifier"):
+        raise ValueError(f"reward must be twin or classifier, not {reward!r}")
+    nodes, default = graph("sim")
+    files = [params or default]
+    if reward == "classifier":
+        nodes.insert([n.name for n in nodes].index("twin"), NODES["reward_classifier"])
+        files.append(str(share_file("config", "sim_classifier.yaml")))
+    return nodes, files
+
+
 def node_key(name: str, namespace: str = "") -> str:
     """A node's section name in a params file: rcl matches sections against the fully qualified
     name, so a node in a namespace needs /<ns>/<name> (a plain `actor:` matches /actor only)."""

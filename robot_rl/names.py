@@ -5,6 +5,9 @@ JOINT_STATES = "joint_states"
 EE_POSE = "ee_pose"
 OBJECT_POSES = "object_poses"
 TASK_STATUS = "task/status"
+# The twin's own success check while another node (the reward classifier) owns task/status:
+# ground truth for measuring, never a reward.
+TWIN_GROUND_TRUTH = "twin/ground_truth"
 COMMAND_TWIST = "command/twist"
 COMMAND_GRIPPER = "command/gripper"
 TELEOP_TWIST = "teleop/twist"
@@ -16,6 +19,7 @@ ESTOP = "estop"
 TRANSITIONS = "learner/transitions"
 POLICY = "learner/policy"
 LEARNER_PROGRESS = "learner/progress"
+DEPLOY = "learner/deploy"  # the operator's deploy request (robot-rl deploy): a version, rollback, latest
 DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 

@@ -29,6 +29,9 @@ class RewardClassifierSettings:
     k: int = 3                         # consecutive positive frames before success is declared
     max_episode_steps: int = 100       # frames before an episode is truncated (0 = no limit)
     sensor_reliability: str = "reliable"  # best_effort for a driver that publishes so
+    # The next episode starts with the first frame after an end: for a scene that resets
+    # itself (the twin, robot-rl sim --reward classifier); on a robot the person's reset key.
+    auto_reset: bool = False
     run_dir: str = "runs/sim"          # reward_classifier_summary.json on shutdown
 
     def __post_init__(self):
@@ -56,7 +59,8 @@ class RewardClassifierNode(Node):
         self.camera = s.camera or self.clf.camera
         if not self.camera:
             raise ValueError("reward_classifier: the model names no camera; set camera:=<name>")
-        self.logic = ClassifierStatus(s.k, s.max_episode_steps)
+        self.logic = ClassifierStatus(s.k, s.max_episode_steps, auto_reset=s.auto_reset)
+        self._last = None  # (stamp key, status) of the last frame answered
         self.frames = self.positives = self.bad_frames = 0
         self._last_error = ""
         self.pub = publisher(self, C.TASK_STATUS)
@@ -72,6 +76,12 @@ class RewardClassifierNode(Node):
 
     def _on_image(self, msg) -> None:
         t = codec.from_stamp(msg.header.stamp)
+        key = codec.stamp_key(msg.header.stamp)
+        if self._last is not None and self._last[0] == key:
+            # The same frame again (the twin repeats its first observation while it waits for
+            # a controller): the same answer, not a new tick of the episode.
+            self.pub.publish(codec.status_msg(t, self._last[1]))
+            return
         try:
             p, positive = self.clf(codec.image_from_msg(msg))
         except (ValueError, codec.CodecError) as e:
@@ -85,6 +95,7 @@ class RewardClassifierNode(Node):
             self.frames += 1
             self.positives += positive
             values, said = self.logic.frame(positive)
+        self._last = (key, values)
         self.pub.publish(codec.status_msg(t, values))
         self._say(said)
 

@@ -37,8 +37,17 @@ class TwinSettings:
     lockstep_timeout_s: float = 30.0  # wall seconds to wait for the actor's command, then hold
     max_episode_steps: int = 100
     rate_hz: float = 10.0  # one env step per control period
+    # Who says an episode ended: "twin" (its success check and step limit publish task/status)
+    # or "external" (another node, the reward classifier, owns task/status; the twin resets the
+    # scene when that says terminal and publishes its own check on twin/ground_truth, to measure).
+    success_check: str = "twin"
+    run_dir: str = "runs/sim"  # external: twin_ground_truth.json on shutdown
     action: ActionSpec = field(default_factory=ActionSpec)
     safety: SafetyConfig = field(default_factory=SafetyConfig)  # its workspace box clips the twin too
+
+    def __post_init__(self):
+        if self.success_check not in ("twin", "external"):
+            raise ValueError(f"twin: success_check must be twin or external, not {self.success_check!r}")
 
 
 class TwinNode(Node):
@@ -70,13 +79,20 @@ class TwinNode(Node):
         self.pub_joints = publisher(self, C.JOINT_STATES)
         self.pub_ee = publisher(self, C.EE_POSE)
         self.pub_objects = publisher(self, C.OBJECT_POSES)
-        self.pub_status = publisher(self, C.TASK_STATUS)
+        self.external = s.success_check == "external"
+        self.run_dir = s.run_dir
+        # External: task/status is another node's; the twin's own check is ground truth only.
+        self.pub_status = publisher(self, C.TWIN_GROUND_TRUTH if self.external else C.TASK_STATUS)
         self.pub_images = {c: publisher(self, C.camera_topic(c)) for c in self.cameras}
         self.pub_info = {c: publisher(self, C.camera_info_topic(c)) for c in self.cameras}
         self.pub_clock = publisher(self, C.CLOCK)
         subscription(self, C.COMMAND_TWIST, self._on_twist)
         subscription(self, C.COMMAND_GRIPPER, self._on_gripper)
         subscription(self, C.ESTOP, lambda m: setattr(self, "estop", bool(m.data)))
+        if self.external:
+            subscription(self, C.TASK_STATUS, self._on_status)
+        self.truth: list[dict] = []  # external: per ended episode, what the twin's check said
+        self.succeeded = False  # external: the twin's check held at some step of this episode
 
         self.t = 0.0
         self.episode = 0
@@ -137,16 +153,54 @@ class TwinNode(Node):
         self.t += self.sim.control_dt
         self.step_in_episode += 1
         self.steps_total += 1
-        self._publish(reward, terminated, truncated, bool(info.get("success", False)))
+        success = bool(info.get("success", False))
+        if self.external:
+            # The scene stays as it is until task/status ends the episode (_on_status); the
+            # twin's verdict is published as ground truth and never ends anything.
+            self.succeeded |= success
+            self._publish(reward, terminated, truncated, success)
+            return
+        self._publish(reward, terminated, truncated, success)
         if terminated or truncated:
             self.episode += 1
             self.t += self.sim.control_dt  # the reset takes one period, like a scripted robot reset
             self._reset()
 
+    def _on_status(self, msg) -> None:
+        """External success check: a terminal task/status for the observation the twin is
+        waiting on ends the episode (the actor sends no command for a terminal observation)."""
+        try:
+            st = codec.status_from_msg(msg)
+        except codec.CodecError as e:
+            self.get_logger().error(f"task/status ignored: {e}")
+            return
+        if not (st["terminated"] or st["truncated"]):
+            return
+        if codec.stamp_key(msg.header.stamp) != codec.stamp_key(codec.to_stamp(self.t)):
+            return  # an answer to an older observation, or a repeat of one already acted on
+        self.truth.append({"episode": int(st["episode"]), "steps": self.step_in_episode,
+                           "declared_success": bool(st["success"]), "twin_success": self.succeeded})
+        self._write_truth()  # per episode: a run killed midway keeps what it measured
+        self.episode += 1
+        self.t += self.sim.control_dt  # the reset takes one period, as with the twin's own check
+        self._reset()
+
+    def _write_truth(self) -> None:
+        import json
+        import os
+        from pathlib import Path
+
+        path = Path(self.run_dir) / "twin_ground_truth.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"episodes": self.truth}, indent=1))
+        os.replace(tmp, path)
+
     # ------------------------------------------------------------------ observations
     def _reset(self, first: bool = False) -> None:
         self.env.reset(seed=self.seed if first else None)
         self.step_in_episode = 0
+        self.succeeded = False
         self.last_grip = -1.0
         self._publish(0.0, False, False, False)
 

@@ -45,7 +45,7 @@ def cmd_record(args) -> int:
 
     out = record_twin(args.store, args.episodes, camera=args.camera, image_size=args.image_size, seed=args.seed,
                       noise=args.noise, hold=args.hold, max_steps=args.max_steps, task=args.task,
-                      randomize=args.randomize, progress=progress)
+                      randomize=args.randomize, progress=progress, operator=args.operator)
     print(f"recorded {out['episodes']} episodes ({out['steps']} steps, {out['successes']} successes) into {out['store']}")
     return 0
 
@@ -105,6 +105,8 @@ def add_classifier_parser(sub) -> None:
     r.add_argument("--hold", type=int, default=5, help="steps a success is held before the episode ends")
     r.add_argument("--max-steps", type=int, default=None, help="short: episodes truncated before the success")
     r.add_argument("--randomize", action="store_true")
+    r.add_argument("--operator", default="expert", choices=("expert", "wander"),
+                   help="wander: smooth random motion, empty lifts (negatives the expert never shows)")
     r.set_defaults(func=cmd_record)
 
     e = csub.add_parser("eval", help="a trained classifier on stores: frame and episode confusion tables")

@@ -202,12 +202,41 @@ def hold_after_success(env, hold: int):
     return HoldAfterSuccess(env)
 
 
+class WanderOperator:
+    """Smooth random motion over the workspace, the gripper opening and closing at random, the
+    arm often rising: the negatives an expert never shows. A classifier trained on the expert's
+    episodes alone learned "the table recedes in the wrist view" as success, and an early policy
+    that lifted an empty gripper was declared successful in every episode (reward hacking, as in
+    hil-serl #32); these episodes show it what an empty lift looks like. Actions (x, y, z, ...,
+    grip) in [-1, 1]: the twin's ActionSpec, the last one the gripper."""
+
+    def __init__(self, action_dim: int, seed: int = 0, smooth: float = 0.85):
+        self.dim, self.smooth = int(action_dim), float(smooth)
+        self.rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.a = np.zeros(self.dim)
+        self.rise = self.rng.uniform(0.0, 0.6)  # this episode's upward drift on z
+        self.grip = float(self.rng.choice([-1.0, 1.0]))
+
+    def act(self, obs) -> np.ndarray:
+        self.a = self.smooth * self.a + (1 - self.smooth) * self.rng.normal(0, 1.5, self.dim)
+        a = np.clip(self.a, -1, 1)
+        a[2] = np.clip(a[2] + self.rise, -1, 1)
+        if self.rng.random() < 0.05:
+            self.grip = -self.grip
+        a[-1] = self.grip
+        return a.astype(np.float32)
+
+
 def record_twin(store, n_episodes: int, camera="wrist", image_size: int = 64, seed: int = 0,
                 noise: float = 0.1, hold: int = 5, max_steps: int | None = None, task: str = "pick_cube",
-                randomize: bool = False, progress=None) -> dict:
+                randomize: bool = False, progress=None, operator: str = "expert") -> dict:
     """Scripted-expert episodes of the twin into `store` (record_expert_episodes): successes hold
     `hold` steps after the success check first holds; max_steps (short) or noise (large) give
     failed, truncated episodes: the realistic negatives (a grasp not yet lifted).
+    operator "wander": WanderOperator's episodes instead (negatives: empty lifts, odd poses).
     camera: one camera name, several as a tuple or "front,wrist" (each stored under its name)."""
     from robot_rl.data.record import record_expert_episodes
     from robot_rl.twin import make_env, make_expert
@@ -217,7 +246,10 @@ def record_twin(store, n_episodes: int, camera="wrist", image_size: int = 64, se
                    terminate_on_success=hold <= 0, max_episode_steps=max_steps)
     if hold > 0:
         env = hold_after_success(env, hold)
-    expert = make_expert(task, noise=noise, seed=seed)
+    if operator not in ("expert", "wander"):
+        raise ValueError(f"operator must be expert or wander, not {operator!r}")
+    expert = (make_expert(task, noise=noise, seed=seed) if operator == "expert"
+              else WanderOperator(env.action_space.shape[0], seed=seed))
     try:
         return record_expert_episodes(store, env, expert, n_episodes, seed, source="demo", task=task,
                                       robot="twin", progress=progress)

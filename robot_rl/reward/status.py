@@ -21,10 +21,13 @@ from robot_rl.teleop.episode_status import RUNNING, EpisodeStatus
 
 
 class ClassifierStatus:
-    def __init__(self, k: int = 3, max_episode_steps: int = 0, first_episode: int = 0):
+    def __init__(self, k: int = 3, max_episode_steps: int = 0, first_episode: int = 0, auto_reset: bool = False):
         if k < 1:
             raise ValueError(f"k (consecutive positive frames) must be >= 1, got {k}")
         self.k = int(k)
+        # auto_reset: the first frame after an episode's end starts the next episode, for a scene
+        # that resets itself (the twin); on a robot the person's reset key starts it.
+        self.auto_reset = bool(auto_reset)
         self.status = EpisodeStatus(max_episode_steps, first_episode)
         self.streak = 0
         self.armed = False
@@ -34,6 +37,8 @@ class ClassifierStatus:
         """One classified frame -> (the status to publish for it, a log line or None)."""
         said = None
         st = self.status
+        if self.auto_reset and st.state != RUNNING:
+            said = self.operator("reset")
         over = st.max_episode_steps and st.step >= st.max_episode_steps  # this frame's tick truncates
         if st.state == RUNNING and not over:
             if not positive:
@@ -54,10 +59,11 @@ class ClassifierStatus:
             self.streak, self.armed = 0, False
         return said
 
-    def unclassified(self) -> tuple[dict, None]:
+    def unclassified(self) -> tuple[dict, tuple[str, str] | None]:
         """A frame that could not be classified (bad size, ...): counts as not success."""
+        said = self.operator("reset") if self.auto_reset and self.status.state != RUNNING else None
         self.streak = 0
-        return self.status.tick(), None
+        return self.status.tick(), said
 
 
 def episode_outcomes(positive: np.ndarray, episode: np.ndarray, episode_success: np.ndarray, k: int,
