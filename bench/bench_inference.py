@@ -1,9 +1,10 @@
 """Deployed-actor latency on one CPU thread: the exported one-step ONNX actor (onnxruntime,
-intra_op_num_threads=1) vs the multi-step flow sampler in PyTorch (torch.set_num_threads(1)) on
-the same single observations, state-only and with two 128x128 cameras (default AgentConfig).
+intra_op_num_threads=1) vs the multi-step sampler in PyTorch (torch.set_num_threads(1): flow's
+Euler steps, diffusion's DDIM steps) on the same single observations, state-only and with two
+128x128 cameras (default AgentConfig), for each agent kind in --kinds.
 Targets: ONNX p99 <= 1 ms and <= 1/10 of the multi-step sampler.
 
-    PYTHONPATH=. python bench/bench_inference.py --quick
+    PYTHONPATH=. python bench/bench_inference.py --quick [--kinds flow,diffusion] [--obs state]
 """
 from __future__ import annotations
 
@@ -42,9 +43,9 @@ def stats(ms: tuple[np.ndarray, np.ndarray]) -> dict:
             "n": int(wall.size)}
 
 
-def bench_spec(name, spec, n, tmp) -> dict:
-    agent = make_agent("flow", spec, 4, {}, device="cpu")
-    path = os.path.join(tmp, f"{name}.onnx")
+def bench_spec(name, spec, n, tmp, kind: str = "flow") -> dict:
+    agent = make_agent(kind, spec, 4, {}, device="cpu")
+    path = os.path.join(tmp, f"{kind}_{name}.onnx")
     agent.export_onnx(path, version=1)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -57,7 +58,8 @@ def bench_spec(name, spec, n, tmp) -> dict:
     onnx_ms = latencies(lambda o: sess.run(["actions"], {k: o[k] for k in names}), obs)
     multi_ms = latencies(lambda o: agent.act_multistep(o), obs)
     one_torch_ms = latencies(lambda o: agent.act(o), obs)
-    row = {"obs": name, "flow_steps": agent.cfg.flow_steps, "onnx_one_step": stats(onnx_ms),
+    steps = agent.cfg.ddim_steps if kind == "diffusion" else agent.cfg.flow_steps
+    row = {"kind": kind, "obs": name, "sampler_steps": steps, "onnx_one_step": stats(onnx_ms),
            "torch_multi_step": stats(multi_ms), "torch_one_step": stats(one_torch_ms)}
     row["ratio_p99"] = row["onnx_one_step"]["p99_ms"] / row["torch_multi_step"]["p99_ms"]
     row["ratio_p50"] = row["onnx_one_step"]["p50_ms"] / row["torch_multi_step"]["p50_ms"]
@@ -68,18 +70,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=None, help="timed calls per variant")
+    ap.add_argument("--kinds", default="flow", help="comma-separated agent kinds with a multi-step sampler "
+                    "(flow, diffusion)")
+    ap.add_argument("--obs", default="state,2x128px", help="observation variants: state, 2x128px")
     ap.add_argument("--out", default="bench/out/bench_inference.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     n = args.n or (200 if args.quick else 2000)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, spec in (("state", STATE_SPEC), ("2x128px", camera_spec(("front", "wrist"), 128))):
-            r = bench_spec(name, spec, n, tmp)
+        variants = {"state": STATE_SPEC, "2x128px": camera_spec(("front", "wrist"), 128)}
+        for kind, name in [(k, o) for k in args.kinds.split(",") for o in args.obs.split(",")]:
+            r = bench_spec(name, variants[name], n, tmp, kind)
             rows.append(r)
             o, m, t = r["onnx_one_step"], r["torch_multi_step"], r["torch_one_step"]
-            print(f"{name:8s} ONNX one-step p50 {o['p50_ms']:.3f} p99 {o['p99_ms']:.3f} ms "
-                  f"(CPU time p99 {o['cpu_p99_ms']:.3f}) | torch {r['flow_steps']}-step p50 {m['p50_ms']:.3f} "
+            print(f"{kind:9s} {name:8s} ONNX one-step p50 {o['p50_ms']:.3f} p99 {o['p99_ms']:.3f} ms "
+                  f"(CPU time p99 {o['cpu_p99_ms']:.3f}) | torch {r['sampler_steps']}-step p50 {m['p50_ms']:.3f} "
                   f"p99 {m['p99_ms']:.3f} ms (CPU p99 {m['cpu_p99_ms']:.3f}) | torch one-step p50 "
                   f"{t['p50_ms']:.3f} ms | ONNX/multi-step p50 {r['ratio_p50']:.3f} p99 {r['ratio_p99']:.3f}",
                   flush=True)

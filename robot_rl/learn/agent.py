@@ -7,6 +7,10 @@ Kinds
           The deployed actor is mu(s, z=0): one network evaluation per chunk.
   "sac":  RLPD/SERL baseline: tanh-Gaussian actor over the flattened chunk, learned temperature.
   "bc":   the flow policy alone (no critic); it deploys the multi-step Euler sampler.
+  "diffusion": the flow recipe with a DDPM/DDIM diffusion policy (Diffusion Policy's epsilon
+          objective, cosine schedule) in place of the flow policy: the one-step actor is
+          distilled from the deterministic DDIM sample from the same noise and pushed up the
+          critic (_diffusion_actor_step); deployed as mu(s, z=0) like "flow".
 
 Critic (flow and sac, after RLPD): an ensemble of LayerNorm MLPs evaluated as one batched
 network scores the whole chunk, Q(s, a_{t:t+H}); the target is the min over a random subset of
@@ -31,10 +35,10 @@ from robot_rl.learn.batch import batch_to_tensors, obs_to_tensors, split_batch
 from robot_rl.learn.config import AgentConfig
 from robot_rl.learn.encoders import ObsEncoder
 from robot_rl.learn.nets import EnsembleMLP, HLGauss
-from robot_rl.learn.policies import FlowPolicy, GaussianActor, OneStepActor
+from robot_rl.learn.policies import DiffusionPolicy, FlowPolicy, GaussianActor, OneStepActor
 from robot_rl.spec import ObsSpec
 
-KINDS = ("flow", "sac", "bc")
+KINDS = ("flow", "sac", "bc", "diffusion")
 CHECKPOINT_FORMAT = 1
 
 
@@ -95,7 +99,9 @@ class Agent:
                     nets["actor_encoder"] = self._make_encoder()
             if kind in ("flow", "bc"):
                 nets["flow"] = FlowPolicy(feat, H, A, c.actor_hidden)
-            if kind == "flow":
+            if kind == "diffusion":
+                nets["diffusion"] = DiffusionPolicy(feat, H, A, c.actor_hidden, c.diffusion_steps)
+            if kind in ("flow", "diffusion"):
                 nets["onestep"] = OneStepActor(feat, H, A, c.actor_hidden)
             if kind == "sac":
                 nets["actor"] = GaussianActor(feat, H, A, c.actor_hidden)
@@ -109,6 +115,9 @@ class Agent:
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(c.seed)
         self.optims = self._make_optimizers()
+        # Called with an optimiser's parameters between backward and clip/step; data-parallel
+        # training (robot_rl/training/ddp.py) averages the gradients across processes here.
+        self.grad_hook = None
         cuda = self.device.type == "cuda"
         self._autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and c.bf16) else contextlib.nullcontext()
         # torch.compile wraps the heavy modules only; parameters stay shared with self.nets.
@@ -127,8 +136,8 @@ class Agent:
         if self.kind == "bc":
             return {"actor": torch.optim.Adam(params("encoder", "flow"), lr=lr)}
         optims = {"critic": torch.optim.Adam(params("encoder", "critic"), lr=lr)}
-        if self.kind == "flow":
-            optims["actor"] = torch.optim.Adam(params("actor_encoder", "flow", "onestep"), lr=lr)
+        if self.kind in ("flow", "diffusion"):
+            optims["actor"] = torch.optim.Adam(params("actor_encoder", "flow", "diffusion", "onestep"), lr=lr)
         else:
             optims["actor"] = torch.optim.Adam(params("actor_encoder", "actor"), lr=lr)
             optims["temperature"] = torch.optim.Adam(params("log_temp"), lr=lr)
@@ -168,7 +177,7 @@ class Agent:
                 return self.nets["actor"].mean_action(feats), None
             return self.nets["actor"].sample(feats, self.gen)
         noise = feats.new_zeros(b, self.flat_dim) if deterministic else self._randn(b, self.flat_dim)
-        if self.kind == "flow":
+        if self.kind in ("flow", "diffusion"):
             return self.nets["onestep"](feats, noise), None
         return self.nets["flow"].sample(feats, noise, self.cfg.flow_steps), None
 
@@ -176,6 +185,8 @@ class Agent:
         opt = self.optims[name]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.grad_hook is not None:
+            self.grad_hook([p for g in opt.param_groups for p in g["params"]])
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
         opt.step()
@@ -204,7 +215,8 @@ class Agent:
         else:
             for mb in minis:
                 metrics, feats = self._critic_step(mb)
-            actor_step = self._flow_actor_step if self.kind == "flow" else self._sac_actor_step
+            actor_step = {"flow": self._flow_actor_step, "diffusion": self._diffusion_actor_step,
+                          "sac": self._sac_actor_step}[self.kind]
             metrics.update(actor_step(minis[-1], feats))
         self.num_updates += 1
         self.num_critic_steps += n
@@ -246,6 +258,9 @@ class Agent:
         with self._autocast, _frozen(nets["critic"]):
             feats = self._actor_feats(obs, critic_feats)
             weight = b["is_demo"][:, None] * b["mask"]
+            extra = {}
+            if c.bc_q_weight > 0:  # issue #21: imitate the demo chunks the critic rates well
+                weight, extra["bc_weight_mean"] = self._bc_q_weights(b, feats, critic_feats, weight)
             bc_loss = nets["flow"].bc_loss(feats, b["actions"], weight, self.gen)
             # Only the BC loss shapes an own actor encoder: early on the distillation target and
             # the critic are noise, and their gradients would scramble the image features.
@@ -253,6 +268,60 @@ class Agent:
             noise = self._randn(feats.shape[0], self.flat_dim)
             with torch.no_grad():
                 target = nets["flow"].sample(feats, noise, c.flow_steps)
+            actions = nets["onestep"](feats, noise)
+            distill = (actions.float() - target.float()).pow(2).mean()
+            q = self._q(self._critic, critic_feats, actions).mean(0)
+            if c.distill_q_filter > 0:  # issue #21: let the actor leave a slower teacher behind
+                distill, extra["distill_kept"] = self._q_filtered_distill(critic_feats, actions, target, q.detach())
+            q_loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6)
+            loss = bc_loss + c.alpha * distill + q_loss
+        self._step("actor", loss)
+        return {"bc_loss": bc_loss, "distill_loss": distill, "q_loss": q_loss, "actor_loss": loss, **extra}
+
+    # -- issue #21 (learning from sloppy demos): both off by default, see docs/learner.md
+    def _q_filtered_distill(self, critic_feats, actions, target, q_actor):
+        """Distillation pull weighted per sample: 1 where the critic (ensemble mean) rates the
+        flow policy's chunk at least as high as the one-step actor's, 1 - distill_q_filter where
+        it rates the actor's higher. A flow policy cloned from slow demos can only propose slow
+        chunks; unfiltered, alpha * distill holds the actor to them however much the critic
+        prefers faster ones. Filtered, the actor may move past the teacher only where the
+        critic says it is better (a Q-filter, Nair et al. 2018, on the distillation term)."""
+        with torch.no_grad():
+            q_flow = self._q(self._critic, critic_feats, target).mean(0)
+            w = torch.where(q_flow >= q_actor, 1.0, 1.0 - self.cfg.distill_q_filter)
+        err = (actions.float() - target.float()).pow(2).flatten(1).mean(1)
+        return (w * err).mean(), (w == 1.0).float().mean()
+
+    def _bc_q_weights(self, b, feats, critic_feats, weight):
+        """Advantage-weighted flow BC on the demo side: each demo chunk's weight times
+        min(1, exp(bc_q_weight * (Q(s, a_demo) - Q(s, mu(s, 0))) / mean|Q|)), Q the ensemble
+        mean and mu(s, 0) the deployed actor: demo chunks the critic rates below what the policy
+        would do now (a pause, an abandoned approach) are imitated less, the rest as before."""
+        with torch.no_grad():
+            q_demo = self._q(self._critic, critic_feats, b["actions"]).mean(0)
+            mu = self.nets["onestep"](feats.detach(), feats.new_zeros(feats.shape[0], self.flat_dim))
+            q_pi = self._q(self._critic, critic_feats, mu).mean(0)
+            scale = torch.cat([q_demo, q_pi]).abs().mean().clamp_min(1e-6)
+            w = torch.exp(self.cfg.bc_q_weight * (q_demo - q_pi) / scale).clamp(max=1.0)
+        demo = b["is_demo"] > 0
+        mean_w = w[demo].mean() if bool(demo.any()) else w.new_ones(())
+        return weight * w[:, None].to(weight.dtype), mean_w
+
+    def _diffusion_actor_step(self, b, critic_feats):
+        """FQL with a diffusion policy: denoising BC on the demo side + alpha * ||mu(s,z) -
+        DDIM(s,z)||^2 - Q(s, mu(s,z)) / mean|Q|. DDIM at eta = 0 maps the noise to a chunk
+        deterministically, so the distillation target is well defined noise-for-noise, exactly
+        as the flow policy's Euler sample is in _flow_actor_step (kept separate on purpose)."""
+        c, nets = self.cfg, self.nets
+        obs = self._augment(b["obs"]) if "actor_encoder" in nets else None
+        with self._autocast, _frozen(nets["critic"]):
+            feats = self._actor_feats(obs, critic_feats)
+            weight = b["is_demo"][:, None] * b["mask"]
+            bc_loss = nets["diffusion"].bc_loss(feats, b["actions"], weight, self.gen)
+            feats = feats.detach()  # as in _flow_actor_step: only BC shapes an own actor encoder
+            noise = self._randn(feats.shape[0], self.flat_dim)
+            with torch.no_grad():
+                target = nets["diffusion"].sample(feats, noise, c.ddim_steps)
             actions = nets["onestep"](feats, noise)
             distill = (actions.float() - target.float()).pow(2).mean()
             q = self._q(self._critic, critic_feats, actions).mean(0)
@@ -306,14 +375,19 @@ class Agent:
 
     @torch.no_grad()
     def act_multistep(self, obs: dict, deterministic: bool = True, steps: int | None = None) -> np.ndarray:
-        """The multi-step flow sampler (kinds flow and bc), for comparison with the one-step actor."""
+        """The multi-step sampler (flow/bc: Euler, `flow_steps`; diffusion: DDIM, `ddim_steps`),
+        for comparison with the one-step actor."""
         if self.kind == "sac":
             raise ValueError("kind 'sac' has no flow sampler")
         o, batched = obs_to_tensors(self.spec, obs, self.device)
         feats = self._features(o)
         b = feats.shape[0]
         noise = feats.new_zeros(b, self.flat_dim) if deterministic else self._randn(b, self.flat_dim)
-        chunk = self.nets["flow"].sample(feats, noise, steps or self.cfg.flow_steps).float().cpu().numpy()
+        if self.kind == "diffusion":
+            chunk = self.nets["diffusion"].sample(feats, noise, steps or self.cfg.ddim_steps)
+        else:
+            chunk = self.nets["flow"].sample(feats, noise, steps or self.cfg.flow_steps)
+        chunk = chunk.float().cpu().numpy()
         return chunk if batched else chunk[0]
 
     def _features(self, obs: dict) -> torch.Tensor:

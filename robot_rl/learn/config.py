@@ -54,7 +54,19 @@ class AgentConfig:
     grad_clip: float = 0.0  # 0 = off
     # flow policy (kind "flow" and "bc")
     flow_steps: int = 10  # Euler steps of the multi-step sampler
-    alpha: float = 10.0  # Flow Q-learning distillation weight: the one key knob
+    alpha: float = 10.0  # Flow Q-learning distillation weight (flow and diffusion): the one key knob
+    # Beating a slow teacher (kind "flow", issue #21, docs/learner.md "From sloppy demos"); 0 = off.
+    # distill_q_filter: how much of the distillation pull to drop on samples where the critic
+    # rates the one-step actor's chunk above the flow policy's (1 = drop it: a Q-filter).
+    distill_q_filter: float = 0.0
+    # bc_q_weight: beta of the advantage weight min(1, exp(beta * A / mean|Q|)) on demo chunks in
+    # the flow BC loss, A = Q(s, demo chunk) - Q(s, deployed actor's chunk).
+    bc_q_weight: float = 0.0
+    # diffusion policy (kind "diffusion"): DDPM training timesteps, DDIM sampling steps. 100
+    # timesteps with a cosine schedule and 10 deterministic DDIM steps are Diffusion Policy's
+    # own CPU-friendly setting; ddim_steps also sets the cost of each distillation target.
+    diffusion_steps: int = 100
+    ddim_steps: int = 10
     # SAC baseline (kind "sac")
     init_temperature: float = 0.01  # SERL's default; sparse rewards drown in a larger bonus
     target_entropy: float | None = None  # None -> -H*A/2
@@ -87,8 +99,18 @@ class AgentConfig:
             raise ValueError(
                 f"target_subset must be in [1, n_critics={self.n_critics}], got {self.target_subset}"
             )
+        if not 0.0 <= self.distill_q_filter <= 1.0:
+            raise ValueError(f"distill_q_filter must be in [0, 1], got {self.distill_q_filter}")
+        if self.bc_q_weight < 0:
+            raise ValueError(f"bc_q_weight must be >= 0, got {self.bc_q_weight}")
         if self.flow_steps < 1:
             raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps}")
+        if self.diffusion_steps < 2:
+            raise ValueError(f"diffusion_steps must be >= 2, got {self.diffusion_steps}")
+        if not 1 <= self.ddim_steps <= self.diffusion_steps:
+            raise ValueError(
+                f"ddim_steps must be in [1, diffusion_steps={self.diffusion_steps}], got {self.ddim_steps}"
+            )
         if not self.conv_channels:
             raise ValueError("conv_channels needs at least one layer")
 
