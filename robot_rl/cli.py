@@ -433,7 +433,7 @@ def main(argv=None) -> int:
     s.add_argument("--steps", type=int, default=3000, help="step budget (0 = until Ctrl-C)")
     s.add_argument("--run-dir", default=None)
     s.add_argument("--params", default=None, help="parameter YAML (default: config/sim.yaml)")
-    s.add_argument("--kind", default=None, help="learner: sac | flow | bc")
+    s.add_argument("--kind", default=None, help="learner: flow | diffusion | sac | bc")
     s.add_argument("--cameras", default=None, help='policy cameras, e.g. "front,wrist" ("" = state)')
     s.add_argument("--demos", default="20",
                    help="N scripted-expert demos recorded in the twin first, or zarr store(s) for replay, comma-"

@@ -31,7 +31,7 @@ def test_learner_defaults_equal_the_shipped_yaml():
     merged = {**shared, **own}
     names = {f.name for f in dataclasses.fields(LearnerSettings)}
     # the learner's own keys are all in its section: the YAML shows each of them
-    assert names - {"run_dir", "policy_cameras", "action"} <= set(own)
+    assert names - {"run_dir", "policy_cameras", "action", "task"} <= set(own)
     from_yaml = from_mapping(LearnerSettings, {k: merged[k] for k in names & set(merged)}, "learner")
     defaults = LearnerSettings()
     for f in dataclasses.fields(LearnerSettings):

@@ -13,6 +13,13 @@ every step already in the actor's store into replay (robot_rl/training/backfill.
 topic's history no longer holds), skips the steps it then hears again from the topic (keyed by
 (episode, index)), and publishes versions above every one published or used before.
 
+A lossy transport (drops, duplicates, reordering; tests/test_faults_transport.py): steps reach
+replay in the actor's store order and each once (robot_rl/training/backfill.py Sequencer): what
+comes early waits for what is due, a gap is filled from the actor's store at once (steps lost at
+the end, with nothing after them, a second later), and where the store is out of reach (a
+learner on another machine) skipped after a wait and counted: `lost_steps` / `lost_episode_ends`
+on /diagnostics and in learner_summary.json, beside `recovered_from_store` and `duplicates_skipped`.
+
 Failures stop the node with the reason (robot_rl.nodes.ros.run prints it and exits non-zero, and
 `robot-rl sim` reports it): a first transition that does not fit (a missing key, another shape
 than the demo store's), and a trainer that died (its exception, checked every second).
@@ -22,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +82,9 @@ class LearnerNode(Node):
         self.duplicates = 0  # steps (and episode ends) heard again and skipped
         self.backfilled = 0  # steps read from the actor's store at start
         self.follower = None  # robot_rl.training.backfill.StoreFollower, while starting
+        self.sequencers: dict = {}  # cell -> robot_rl.training.backfill.Sequencer
+        self._rows = None  # StoreRows on the actor's store, to fill gaps (False: out of reach)
+        self._tail_mark = 0  # store rows seen at the last timer tick: due by the next
         self.versions_published: list[int] = []
         self.warm_started_at: int | None = None  # the checkpoint's update count, if warm-started
 
@@ -89,6 +100,9 @@ class LearnerNode(Node):
         self.tb = MetricsLog(self.run_dir / "tensorboard")
         self._eval_logged = None
         subscription(self, C.DIAGNOSTICS, self._on_diagnostics)
+        # Gated deployment: candidates go to the gate, which publishes only those that prove
+        # themselves, and obeys the operator's learner/deploy requests (robot_rl/training/gate.py).
+        self.gate = self._make_gate(cells) if s.gate.enabled else None
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Replay first (the bulk of a backfill may take long), then the subscriptions, then what
         # the actor committed meanwhile: every step committed after that last read is sent after
@@ -142,7 +156,7 @@ class LearnerNode(Node):
                 agent.fit_obs_normalizer(replay.demo.sample(4096, np.random.default_rng(self.seed))["obs"])
         else:
             replay = MixedReplay.create(schema, capacity, **kw)
-        self.trainer = Trainer(agent, replay, self._publish_policy, seed=self.seed, on_progress=self._publish_progress,
+        self.trainer = Trainer(agent, replay, self._offer_policy, seed=self.seed, on_progress=self._publish_progress,
                                checkpoint=self._save_checkpoint, checkpoint_every=self.settings.checkpoint_every,
                                **self.train_cfg)
         if self.follower is not None:  # this run's steps so far (a restart, or a learner started late)
@@ -158,8 +172,10 @@ class LearnerNode(Node):
         version = 0
         if self.resumed:  # strictly newer than anything the actor may hold, so it is taken
             version = self.trainer.loop.version + 1
+            if self.gate is not None:  # above every archived candidate too (rejected ones included)
+                version = max([version, *(v + 1 for v in self.gate.versions())])
             self.trainer.loop.version = version
-        self._publish_policy(*self.trainer.export(), version)
+        self._offer_policy(*self.trainer.export(), version)
         self.trainer.start()
 
     def _resume_schedule(self) -> None:
@@ -212,6 +228,11 @@ class LearnerNode(Node):
     def _take_backfill(self, keys: list, ended: list) -> None:
         self.received.update(keys)
         self.ended.update((e,) for e in ended)  # keyed as _on_transitions keys an episode end
+        from robot_rl.training.backfill import Sequencer
+
+        f = self.follower  # live steps go on from where the store's left off
+        self.sequencers[""] = Sequencer(row=f.row, episode=f.episode if f.open_in_replay else f.episode - 1,
+                                        open_=f.open_in_replay)
         self.episode_ends += len(ended)
         self.backfilled += len(keys)
         loop = self.trainer.loop
@@ -276,34 +297,113 @@ class LearnerNode(Node):
     def _on_transitions(self, msg, cell: str = "") -> None:
         try:
             kind, meta, arrays = codec.decode_bulk(msg)  # header, crc and arrays read once
+            now, out = time.monotonic(), []
             if kind == codec.TRANSITIONS:
                 if not self._first_fits:
                     self._start_from_first(meta, arrays)
                 meta, steps = codec.transitions_from(meta, arrays, self.obs_spec, self.action_spec.dim)
+                seq = self._sequencer(cell)
                 for i, step in enumerate(steps):
-                    key = (int(meta["episode"]), int(meta["index"]) + i)
-                    key = (cell, *key) if self.cells else key
-                    if key in self.received:  # backfilled from the store, or heard twice
-                        self.duplicates += 1
-                        continue
-                    self.received.add(key)
-                    if self.cells:
-                        self.received_by_cell[cell] += 1
-                    self.trainer.put_step(step)
+                    seq.offer_step(int(meta["episode"]), int(meta["index"]) + i, step, out, now)
             elif kind == codec.EPISODE_END and self.trainer is not None:
                 meta, final_obs = codec.episode_end_from(meta, arrays, self.obs_spec)
-                key = (cell, int(meta["episode"])) if self.cells else (int(meta["episode"]),)
-                if key in self.ended:
-                    self.duplicates += 1
-                    return
-                self.ended.add(key)
-                self.trainer.put_episode_end(final_obs)
-                self.episode_ends += 1
+                seq = self._sequencer(cell)
+                end_row = meta.get("end_row")
+                seq.offer_end(int(meta["episode"]), final_obs, out, now, None if end_row is None else int(end_row))
             else:
                 raise codec.PayloadError(f"unexpected payload kind {codec.KIND_NAMES.get(kind, kind)} on {C.TRANSITIONS}")
+            self._mend(cell, out, now)
         except codec.PayloadError as e:  # one bad message: logged, counted, the next may be fine
             self.rejected += 1
             self.get_logger().error(f"transition payload rejected: {e}")
+
+    def _sequencer(self, cell: str):
+        from robot_rl.training.backfill import Sequencer
+
+        if cell not in self.sequencers:
+            self.sequencers[cell] = Sequencer()
+        return self.sequencers[cell]
+
+    def _mend(self, cell: str, out: list, now: float, upto: int | None = None, final: bool = False) -> None:
+        """Fill a gap from the actor's store, or skip it once it is overdue (or at `final`), then
+        hand what is in order to the trainer."""
+        seq = self.sequencers.get(cell)
+        if seq is not None and (seq.waiting or upto is not None):
+            rows = self._gap_store(seq) if not cell else None  # several cells: their stores live with their actors
+            if rows is not None:
+                seq.fill(rows, out, now, upto)
+            if seq.waiting and (final or seq.overdue(now)):
+                lost = (seq.lost_steps, seq.lost_ends)
+                seq.skip(out, now)
+                self.get_logger().warning(
+                    f"transitions lost in transport{' from ' + cell if cell else ''}: "
+                    f"{seq.lost_steps - lost[0]} steps, {seq.lost_ends - lost[1]} episode ends "
+                    f"(not in reach of the actor's store); {seq.lost_steps} steps lost so far")
+        for what, key, payload in out:
+            if what == "step":
+                key = (cell, *key) if self.cells else key
+                self.received.add(key)
+                if self.cells:
+                    self.received_by_cell[cell] += 1
+                self.trainer.put_step(payload)
+            else:
+                self.ended.add((cell, key) if self.cells else (key,))
+                self.trainer.put_episode_end(payload)
+                self.episode_ends += 1
+
+    def _gap_store(self, seq):
+        """The actor's store, opened at the first gap, if it is here and is the one the steps
+        come from (None otherwise)."""
+        if self._rows is None:
+            from robot_rl.data.store import EpisodeStore
+            from robot_rl.training.backfill import StoreRows
+
+            path = Path(self.settings.backfill_store or self.run_dir / "store.zarr")
+            if not EpisodeStore.exists(path):
+                return None  # a learner on another machine: gaps are skipped and counted
+            probe = next(iter(seq.steps.items()), None) if seq.steps else None
+            if probe is None and seq.last_step is not None:
+                probe = (seq.row - 1, (None, seq.last_step))
+            if probe is None:
+                return None
+            try:
+                rows = StoreRows(path, policy_obs_keys(self.cameras))
+            except (OSError, FileNotFoundError, KeyError, ValueError):
+                return None
+            if not rows.matches(probe[0], probe[1][1]["timestamp"]):
+                rows.close()
+                self._rows = False
+                self.get_logger().warning(f"{path} is not the store these transitions come from: "
+                                          "gaps will be skipped and counted, not filled")
+                return None
+            self._rows = rows
+            self.get_logger().info(f"filling transport gaps from {path}")
+        return self._rows or None
+
+    def _mend_timer(self) -> None:
+        """Once a second: steps the transport lost with nothing after them (the store has rows
+        that should have come by now), and overdue gaps where the store is out of reach."""
+        if self.trainer is None:
+            return
+        now = time.monotonic()
+        rows = self._rows or None
+        for cell, seq in list(self.sequencers.items()):
+            out = []
+            upto = self._tail_mark if (rows is not None and not cell) else None
+            self._mend(cell, out, now, upto=upto)
+        if rows is not None:
+            rows.refresh()
+            self._tail_mark = rows.n_steps
+        elif not self.cells and "" in self.sequencers and self.sequencers[""].last_step is not None:
+            self._gap_store(self.sequencers[""])  # open it (it may exist only now) for the next tick
+
+    @property
+    def transport(self) -> dict:
+        seqs = self.sequencers.values()
+        return {"duplicates_skipped": self.duplicates + sum(s.duplicates for s in seqs),
+                "recovered_from_store": sum(s.recovered for s in seqs),
+                "lost_steps": sum(s.lost_steps for s in seqs), "lost_episode_ends": sum(s.lost_ends for s in seqs),
+                "waiting": sum(s.waiting for s in seqs)}
 
     def _start_from_first(self, meta: dict, arrays: dict) -> None:
         """The first transition starts training. If it does not fit (a key the policy needs is
@@ -318,14 +418,68 @@ class LearnerNode(Node):
         except (ValueError, codec.PayloadError) as e:
             raise LearnerFailed(f"the first transition does not fit: {e}") from None
 
-    def _publish_policy(self, onnx_bytes: bytes, sha256: str, version: int) -> None:
+    # ------------------------------------------------------------------ gated deployment
+    def _make_gate(self, cells):
+        from robot_rl.training.gate import Gate
+
+        s = self.settings
+        twin = {"rotation": s.action.rotation, "max_lin_vel": s.action.max_lin_vel, "max_ang_vel": s.action.max_ang_vel}
+        levels = {"info": self.get_logger().info, "warn": self.get_logger().warn, "error": self.get_logger().error}
+        gate = Gate(s.gate, self.run_dir, s.task, self._publish_policy, twin=twin, on_decision=self._on_gate_record,
+                    log=lambda level, text: levels[level](text))
+        for c in cells:
+            subscription(self, C.DEPLOY, self._on_deploy, namespace=c)
+        gate.start()
+        return gate
+
+    def _offer_policy(self, onnx_bytes: bytes, sha256: str, version: int) -> None:
+        """A new candidate: published at once, or (gate on) handed to the gate with what its
+        value estimate needs, taken here, where the agent is idle (the trainer's thread, or before it starts)."""
+        if self.gate is None:
+            self._publish_policy(onnx_bytes, sha256, version)
+            return
+        from robot_rl.training.gate import snapshot
+
+        t = self.trainer
+        inputs = snapshot(t.agent, t.replay, self.settings.gate.ope_states) if t is not None else None
+        self.gate.submit(onnx_bytes, sha256, version, inputs)
+
+    def _on_deploy(self, msg) -> None:
+        rid = ""
+        try:
+            rid = str(json.loads(msg.data).get("id", "")) if msg.data.strip().startswith("{") else ""
+        except (ValueError, AttributeError):
+            pass
+        ok, message = self.gate.request(msg.data)
+        (self.get_logger().warn if ok else self.get_logger().error)(f"deploy request {msg.data!r}: {message}")
+        self._gate_diagnostics({**self.gate.status(), "request_id": rid, "request_ok": ok}, 0 if ok else 1, message)
+
+    def _on_gate_record(self, record: dict) -> None:
+        """Each gate event: TensorBoard (against the candidate version) and /diagnostics at once."""
+        if record.get("event") == "decision":
+            figures = {k: record.get(k) for k in ("candidate_success", "deployed_success", "candidate_steps",
+                                                  "deployed_steps", "q_candidate", "q_deployed", "q_gap",
+                                                  "latency_s")}
+            self.tb.scalars("gate", {**figures, "accepted": int(bool(record["accepted"]))}, int(record["candidate"]))
+            level = 0 if record["accepted"] else 1
+            message = f"v{record['candidate']} {'accepted' if record['accepted'] else 'rejected'}: {record['reason']}"
+            values = {**self.gate.status(), **{f"gate_{k}": v for k, v in figures.items() if v is not None}}
+            self._gate_diagnostics(values, level, message)
+        elif record.get("event") in ("deploy", "restore"):
+            self._gate_diagnostics(self.gate.status(), 0, f"v{record['candidate']} deployed: {record['reason']}")
+
+    def _gate_diagnostics(self, values: dict, level: int, message: str) -> None:
+        self.pub_diag.publish(codec.diagnostics_msg(self.get_clock().now().nanoseconds * 1e-9, "learner_gate",
+                                                    values, level, message))
+
+    def _publish_policy(self, onnx_bytes: bytes, sha256: str, version: int, meta: dict | None = None) -> None:
         # Said on disk before it is sent: a learner killed right after a publish restarts above it.
         state = self.run_dir / "learner_state.json"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = state.with_name(state.name + ".tmp")
         tmp.write_text(json.dumps({"policy_version": int(version)}))
         os.replace(tmp, state)
-        msg = codec.encode_policy(onnx_bytes, version, {"kind": self.kind}, sha256=sha256)
+        msg = codec.encode_policy(onnx_bytes, version, {"kind": self.kind, **(meta or {})}, sha256=sha256)
         for pub in self.pub_policy:
             pub.publish(msg)
         self.versions_published.append(version)
@@ -349,15 +503,18 @@ class LearnerNode(Node):
             self.tb.scalars("eval", {"success_rate": actor.get("eval_success_rate")}, int(at))
 
     def _publish_diagnostics(self) -> None:
+        self._mend_timer()
         t = self.trainer
         values = {
             "ingested": len(self.received), "episode_ends": self.episode_ends, "rejected": self.rejected,
-            "backfilled": self.backfilled, "duplicates_skipped": self.duplicates,
+            "backfilled": self.backfilled, **self.transport,
             "updates": t.updates if t else 0, "critic_steps": t.critic_steps if t else 0,
             "updates_per_s": f"{t.updates_per_s:.1f}" if t else "0",
             "policy_version": self.versions_published[-1] if self.versions_published else -1,
             **{f"ingested_{c}": n for c, n in self.received_by_cell.items()},
         }
+        if self.gate is not None:
+            values.update(self.gate.status())
         if t is not None:
             values.update({k: f"{v:.4g}" for k, v in t.metrics.items()})
             self.tb.scalars("train", {**t.metrics, "updates_per_s": t.updates_per_s, "ingested": len(self.received)},
@@ -370,8 +527,12 @@ class LearnerNode(Node):
             raise LearnerFailed(f"trainer stopped after {t.updates} updates: {type(t.error).__name__}: {t.error}")
 
     def close(self) -> None:
+        if self.gate is not None:  # first: it publishes from its own thread
+            self.gate.close()
         self.tb.close()
         if self.trainer is not None:
+            for cell in list(self.sequencers):  # what waits goes in: filled from the store, or skipped
+                self._mend(cell, [], time.monotonic(), upto=None if cell else 1 << 62, final=True)
             self.trainer.stop()
             self.trainer.finish_ingest()
             self._save_checkpoint()
@@ -380,7 +541,7 @@ class LearnerNode(Node):
             "received": sorted([list(k) for k in self.received]), "episode_ends": self.episode_ends,
             "received_by_cell": self.received_by_cell,
             "rejected": self.rejected, "updates": self.trainer.updates if self.trainer else 0,
-            "duplicates_skipped": self.duplicates, "backfilled": self.backfilled, "resumed": self.resumed,
+            **self.transport, "backfilled": self.backfilled, "resumed": self.resumed,
             "replay_steps": self.trainer.steps if self.trainer else 0,
             "versions_published": self.versions_published,
             "init_checkpoint": self.init_checkpoint or None, "warm_started_at_updates": self.warm_started_at,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from robot_rl.learn.agent import KINDS
 from robot_rl.learn.config import AgentConfig
 from robot_rl.spec import ActionSpec
+from robot_rl.training.gate import GateSettings
 
 
 @dataclass
@@ -28,7 +29,7 @@ class LearnerAgentConfig(AgentConfig):
 
 @dataclass
 class LearnerSettings:
-    kind: str = "flow"  # flow | sac | bc (robot_rl.learn.KINDS)
+    kind: str = "flow"  # flow | diffusion | sac | bc (robot_rl.learn.KINDS)
     seed: int = 0
     gamma: float = 0.99
     utd: float = 2.0  # critic gradient steps per received transition (RLPD: high)
@@ -47,7 +48,11 @@ class LearnerSettings:
     demo_capacity: int = 0  # demo-side rows; 0 = the loaded demos + capacity
     cells: str = ""  # "cell_a,cell_b": one learner for several cells (their namespaces); "" = its own
     agent: LearnerAgentConfig = field(default_factory=LearnerAgentConfig)
+    # Gated deployment (robot_rl/training/gate.py, docs/deployment.md): candidates are scored in
+    # the twin and by the critic before they reach the actor. Off in sim, on on the robot.
+    gate: GateSettings = field(default_factory=GateSettings)
     # from the /** section: what every node shares
+    task: str = "pick_cube"  # the twin task the gate scores candidates on
     run_dir: str = "runs/sim"
     policy_cameras: str = ""  # "front,wrist"; "" = state-based
     action: ActionSpec = field(default_factory=ActionSpec)
