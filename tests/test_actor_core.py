@@ -180,7 +180,9 @@ def test_policy_error_holds_and_keeps_the_grip(tmp_path):
     give_policy(core, 1, CHUNK, grip=1.0)  # closes the gripper
     sim.step()
     assert io.commands[-1][1] == 1.0
-    give_policy(core, 2, [np.nan] * 4)  # loads, but returns NaN at run time
+    from test_faults_policy import nan_on_the_robots_observation  # finite on the load-time probes
+
+    core.offer_policy(codec.encode_policy(nan_on_the_robots_observation(), 2))  # loads, NaN at run time
     sim.step()
     twist, grip, _ = io.commands[-1]
     assert twist.tolist() == [0.0] * 6 and grip == 1.0, "a fault must never drop what the robot holds"

@@ -372,6 +372,11 @@ def test_operator_requests_force_roll_back_and_survive_a_restart(tmp_path):
         ok, why = gate.request("version 9")
         assert not ok and "no candidate v9" in why
         assert not gate.request("deploy everything")[0]
+        # malformed requests on learner/deploy are refused with a short reason, nothing deployed
+        for bad in ("", "\x00", "version -1", "version 1e999", '{"cmd":', "[1, 2]", "null", "v-3", "7.5",
+                    '{"cmd": "version", "version": "abc"}', "x" * 200_000):
+            ok, why = gate.request(bad)
+            assert not ok and len(why) < 200 and gate.deployed == 0, (bad[:20], why[:100])
     finally:
         gate.close()
     wire = [w for w, _, _ in published]

@@ -338,6 +338,12 @@ class ActorCore:
             return
         if self.log is None:
             self._open_store(obs)
+        wrong = {k: np.shape(v) for k, v in obs.items() if np.shape(v) != self.obs_shapes.get(k, np.shape(v))}
+        if wrong:  # a well-formed message of another size (a camera reconfigured): the store and
+            # the policy take this run's shapes only (issue 18, tests/test_faults_input.py)
+            self._hold(f"bad observation: shapes {wrong}, this run's are "
+                       f"{ {k: self.obs_shapes[k] for k in wrong} }", obs_t)
+            return
         if self.s.max_episodes and self.log.episodes_done >= self.s.max_episodes:
             self.finished = True
         if self.finished:

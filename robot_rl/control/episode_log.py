@@ -85,7 +85,8 @@ class EpisodeLog:
         self.successes += int(bool(success))
         self.send_episode_end(
             final_obs,
-            {"episode": self.episode_index, "success": bool(success), "interrupted": interrupted,
+            {"episode": self.episode_index, "end_row": self.store.n_steps,  # its place: after its last row
+             "success": bool(success), "interrupted": interrupted,
              "intervened": self._ep_intervened, "steps": self.steps_logged,
              "train_steps": self.steps_logged - self.eval_steps, "eval": self.episode_eval},
         )

@@ -3,7 +3,9 @@
 The ONNX graph is the contract with the learner: one input per observation key (batch first),
 one output "actions" (B, H, A) in [-1, 1]. Shapes are read from the graph itself, so an actor
 never needs to be told what a policy expects; a policy that does not fit the robot's action
-dimension, or that returns non-finite values, is refused and the last good one stays.
+dimension, or that returns non-finite values, is refused and the last good one stays. A policy is
+run once on probe observations when it is loaded: one with non-finite weights (a diverged or
+corrupted export that still parses) answers with NaN there and is never swapped in.
 """
 from __future__ import annotations
 
@@ -47,6 +49,26 @@ class OnnxPolicy:
             raise PolicyError(f"policy 'actions' output has shape {shape}, expected (B, H, {action_dim})")
         self.chunk = int(shape[1]) if isinstance(shape[1], int) else 1
         self.action_dim = action_dim
+        self._probe()
+
+    def _probe(self) -> None:
+        """Zeros and one fixed random observation: a finite answer to both, or PolicyError."""
+        rng = np.random.default_rng(0)
+        for name in ("zeros", "random"):
+            feed = {}
+            for k, shape in self.obs_spec.shapes.items():
+                if self.obs_spec.dtypes[k] == "|u1":
+                    v = np.zeros(shape, np.uint8) if name == "zeros" else rng.integers(0, 256, shape, dtype=np.uint8)
+                else:
+                    v = np.zeros(shape, np.float32) if name == "zeros" else rng.standard_normal(shape).astype(np.float32)
+                feed[k] = v[None]
+            try:
+                (actions,) = self.session.run(["actions"], feed)
+            except Exception as e:  # noqa: BLE001  onnxruntime raises several types
+                raise PolicyError(f"policy fails on a probe observation: {e}") from None
+            if not np.isfinite(actions).all():
+                raise PolicyError(f"policy answers a probe observation ({name}) with non-finite actions "
+                                  "(non-finite weights?)")
 
     def __call__(self, obs: dict) -> np.ndarray:
         """obs: unbatched dict -> (H, A) float32 in [-1, 1]."""

@@ -42,7 +42,8 @@ class EpisodeStatus:
         if name in NOT_OUTCOMES:
             return None
         if name not in OUTCOMES:
-            return "warn", f"unknown teleop event {name!r} ignored; expected one of {list(OUTCOMES + NOT_OUTCOMES)}"
+            # cut: a flood of garbage on teleop/event must not become as many megabytes of log
+            return "warn", f"unknown teleop event {name[:80]!r} ignored; expected one of {list(OUTCOMES + NOT_OUTCOMES)}"
         if self.state == WAITING:
             if name == "reset":
                 self.episode += 1

@@ -96,3 +96,161 @@ class StoreFollower:
 
     def close(self) -> None:
         self.store.close()
+
+
+class StoreRows:
+    """Single rows of a live actor store, for filling the gaps a lossy transport leaves: the
+    step at a row (with its episode) and the end of a closed episode. The actor commits a step
+    before it sends it, so any row below one that did arrive is already here."""
+
+    def __init__(self, path, obs_keys):
+        self.store = EpisodeStore.open(path, "r")
+        self.obs_keys = tuple(obs_keys)
+        self._ends = np.zeros(0, np.int64)
+
+    def refresh(self) -> None:
+        self.store.refresh()
+        if len(self._ends) != self.store.n_episodes:
+            self._ends = self.store.episode_ends()
+
+    @property
+    def n_steps(self) -> int:
+        return self.store.n_steps
+
+    def step(self, row: int) -> tuple[int, dict]:
+        """(episode, step dict) of a committed row."""
+        ep = int(np.searchsorted(self._ends, row, side="right"))
+        step = {k: self.store.read(k, row, row + 1)[0] for k in self.obs_keys + STEP_KEYS}
+        return ep, step
+
+    def closed_at(self, episode: int) -> int | None:
+        """The row after a closed episode's last step (None while it is open)."""
+        return int(self._ends[episode]) if episode < len(self._ends) else None
+
+    def final_obs(self, episode: int) -> dict:
+        end = int(self._ends[episode])
+        if self.store.episode_meta(episode)["interrupted"]:  # as StoreFollower: its last step's own obs
+            return {k: self.store.read(k, end - 1, end)[0] for k in self.obs_keys}
+        return {k: self.store.read_final_obs(k, episode, episode + 1)[0] for k in self.obs_keys}
+
+    def matches(self, row: int, timestamp: float) -> bool:
+        """Is this the store the steps came from? (a run_dir may hold an earlier run's store)"""
+        self.refresh()
+        return row < self.n_steps and float(self.store.read("timestamp", row, row + 1)[0]) == float(timestamp)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Sequencer:
+    """One actor's steps and episode ends, handed to replay in store order and each once,
+    whatever order (or how often, or whether) the transport delivered them.
+
+    Steps are keyed (episode, row) by their place in the actor's store and rows are contiguous,
+    so the next item due is always known: step `row`, or the end of the open episode. What
+    arrives early waits; what arrives again, or after its place was filled, is a duplicate.
+    A gap (something waits, the item due has not come) is filled from the actor's store
+    (`fill`, at once: the store already holds it), or, where the store is out of reach (a
+    learner on another machine), skipped after `reorder_s` of waiting (`skip`: counted in
+    `lost_steps` / `lost_ends`; the open episode is closed at the gap on its last step's own
+    observation, so no transition in replay spans missing steps)."""
+
+    def __init__(self, row: int = 0, episode: int = -1, open_: bool = False, reorder_s: float = 2.0,
+                 max_waiting: int = 2000):
+        self.row = row  # the next row due
+        self.episode = episode  # the episode of the last step handed on
+        self.open = open_  # that episode is open in replay
+        self.reorder_s, self.max_waiting = reorder_s, max_waiting
+        self.steps: dict[int, tuple[int, dict]] = {}  # row -> (episode, step), waiting
+        self.ends: dict[int, tuple] = {}  # episode -> (final obs, its end row or None), waiting
+        self.last_step: dict | None = None
+        self.gap_since: float | None = None  # monotonic time the current gap was first seen
+        self.duplicates = self.recovered = self.lost_steps = self.lost_ends = 0
+
+    # out: a list of ("step", (episode, row), step) and ("end", episode, final_obs), in order
+    def offer_step(self, episode: int, row: int, step: dict, out: list, now: float) -> None:
+        if row < self.row or row in self.steps:
+            self.duplicates += 1
+            return
+        self.steps[row] = (episode, step)
+        self._release(out, now)
+
+    def offer_end(self, episode: int, final_obs: dict, out: list, now: float, end_row: int | None = None) -> None:
+        """end_row: the row after the episode's last step (an end that overtook its last steps
+        waits for them); None from an actor that does not say (the end then closes at once)."""
+        if episode < self.episode or (episode == self.episode and not self.open) or episode in self.ends:
+            self.duplicates += 1
+            return
+        self.ends[episode] = (final_obs, end_row)
+        self._release(out, now)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.steps) + len(self.ends)
+
+    def _release(self, out: list, now: float) -> None:
+        while True:
+            end = self.ends.get(self.episode) if self.open else None
+            if end is not None and (end[1] is None or self.row >= end[1]):
+                out.append(("end", self.episode, self.ends.pop(self.episode)[0]))
+                self.open = False
+                continue
+            item = self.steps.get(self.row)
+            if item is None or (self.open and item[0] != self.episode):
+                break
+            del self.steps[self.row]
+            self._hand_on(item[0], item[1], out)
+        for e in [e for e in self.ends if e < self.episode or (e == self.episode and not self.open)]:
+            del self.ends[e]  # an end whose episode was closed meanwhile (from the store, or skipped)
+        self.gap_since = (self.gap_since or now) if self.waiting else None
+
+    def _hand_on(self, episode: int, step: dict, out: list) -> None:
+        out.append(("step", (episode, self.row), step))
+        self.episode, self.open, self.last_step = episode, True, step
+        self.row += 1
+
+    def fill(self, rows: StoreRows, out: list, now: float, upto: int | None = None) -> None:
+        """Take what is due from the store until nothing waits (and, with `upto`, until row
+        `upto`: steps the transport may have lost at the end, with nothing after them)."""
+        rows.refresh()
+        while True:
+            closed = rows.closed_at(self.episode) if self.open else None
+            if closed is not None and self.row >= closed and (self.waiting or (upto is not None and closed < upto)):
+                out.append(("end", self.episode, rows.final_obs(self.episode)))
+                self.open = False
+            elif (self.waiting or (upto is not None and self.row < upto)) and self.row < rows.n_steps:
+                episode, step = rows.step(self.row)
+                if self.open and episode != self.episode:
+                    break  # its episode's end is not committed yet: cannot be (the actor commits first)
+                self._hand_on(episode, step, out)
+            else:
+                break
+            self.recovered += 1
+            self._release(out, now)
+
+    def overdue(self, now: float) -> bool:
+        return self.waiting > 0 and (self.waiting > self.max_waiting or now - self.gap_since > self.reorder_s)
+
+    def skip(self, out: list, now: float) -> None:
+        """Give up on what is due: close the open episode at the gap, go on at the first row
+        that waits."""
+        if not self.waiting:
+            return
+        first = min(self.steps) if self.steps else None
+        end = self.ends.get(self.episode) if self.open else None
+        if end is not None and end[1] is not None and (first is None or first >= end[1]):
+            self.lost_steps += end[1] - self.row  # its end came, some of its last steps did not
+            self.row = end[1]
+            self._release(out, now)
+            return
+        if self.open:
+            if first is None or self.steps[first][0] != self.episode:
+                self.lost_ends += 1  # its end never came
+            out.append(("end", self.episode, self.last_step))
+            self.open = False
+        if first is not None:
+            self.lost_steps += first - self.row
+            self.row = first
+        else:  # only ends of episodes none of whose steps came: nothing to close them on
+            self.ends.clear()
+        self._release(out, now)

@@ -439,7 +439,8 @@ class Gate:
             elif cmd == "version":
                 target = version
             else:
-                return False, (f"unknown deploy request {text!r}: rollback | latest | a version number")
+                # cut: a flood of garbage must not become as many megabytes of log
+                return False, (f"unknown deploy request {text[:80]!r}: rollback | latest | a version number")
             if not self.path(target).is_file():
                 return False, f"no candidate v{target} in {self.dir} (have: {_ranges(self.versions())})"
             wire = self._deploy(target, cmd, f"operator: {cmd}" + (f" {target}" if cmd == "version" else ""),
