@@ -272,23 +272,26 @@ class Agent:
             distill = (actions.float() - target.float()).pow(2).mean()
             q = self._q(self._critic, critic_feats, actions).mean(0)
             if c.distill_q_filter > 0:  # issue #21: let the actor leave a slower teacher behind
-                distill, extra["distill_kept"] = self._q_filtered_distill(critic_feats, actions, target, q.detach())
+                distill, extra["distill_kept"] = self._q_filtered_distill(critic_feats, actions, target)
             q_loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6)
             loss = bc_loss + c.alpha * distill + q_loss
         self._step("actor", loss)
         return {"bc_loss": bc_loss, "distill_loss": distill, "q_loss": q_loss, "actor_loss": loss, **extra}
 
     # -- issue #21 (learning from sloppy demos): both off by default, see docs/learner.md
-    def _q_filtered_distill(self, critic_feats, actions, target, q_actor):
-        """Distillation pull weighted per sample: 1 where the critic (ensemble mean) rates the
-        flow policy's chunk at least as high as the one-step actor's, 1 - distill_q_filter where
-        it rates the actor's higher. A flow policy cloned from slow demos can only propose slow
-        chunks; unfiltered, alpha * distill holds the actor to them however much the critic
-        prefers faster ones. Filtered, the actor may move past the teacher only where the
-        critic says it is better (a Q-filter, Nair et al. 2018, on the distillation term)."""
+    def _q_filtered_distill(self, critic_feats, actions, target):
+        """Distillation pull weighted per sample: 1 - distill_q_filter where every critic member
+        rates the one-step actor's chunk above the flow policy's (the ensemble mean), else 1.
+        A flow policy cloned from slow demos can only propose slow chunks; unfiltered, alpha *
+        distill holds the actor to them however much the critic prefers faster ones. Filtered,
+        the actor may move past the teacher where the critic says it is better (a Q-filter,
+        Nair et al. 2018, on the distillation term). The actor is judged by the ensemble's min,
+        not its mean: with the mean, the actor escaped to chunks only some members
+        overrated and pick_cube from sloppy demos fell to 0.1-0.4 (docs/learner.md)."""
         with torch.no_grad():
             q_flow = self._q(self._critic, critic_feats, target).mean(0)
-            w = torch.where(q_flow >= q_actor, 1.0, 1.0 - self.cfg.distill_q_filter)
+            q_low = self._q(self._critic, critic_feats, actions.detach()).min(0).values
+            w = torch.where(q_low > q_flow, 1.0 - self.cfg.distill_q_filter, 1.0)
         err = (actions.float() - target.float()).pow(2).flatten(1).mean(1)
         return (w * err).mean(), (w == 1.0).float().mean()
 

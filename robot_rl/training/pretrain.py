@@ -27,7 +27,10 @@ from robot_rl.training.loop import TrainingLoop
 from robot_rl.training.metrics_log import MetricsLog
 from robot_rl.twin.experts import OPERATORS
 
-CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "episodes", "demo_steps", "wall_s")
+# cycle_steps: mean steps of the successful evaluation episodes (empty when none succeeded): a
+# policy that beats a slow teacher shows it here, not in the success rate (issue #21).
+CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "cycle_steps", "episodes", "demo_steps",
+              "wall_s")
 
 
 def agent_spec(env, obs_keys=None) -> ObsSpec:
@@ -78,25 +81,30 @@ def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int |
     return kept, steps
 
 
-def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float]:
-    """Success rate and mean return of the deterministic deployed policy, chunks run open-loop.
-    The agent is given only the keys of its own observation spec."""
-    successes, returns = 0, []
+def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float, float]:
+    """Success rate, mean return and cycle time (mean steps of the successful episodes, NaN if
+    none) of the deterministic deployed policy, chunks run open-loop. The agent is given only
+    the keys of its own observation spec."""
+    successes, returns, cycles = 0, [], []
     keys = tuple(agent.spec.shapes)
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        done, success, ret = False, False, 0.0
+        done, success, ret, t = False, False, 0.0, 0
         while not done:
             for action in agent.act(_view(obs, keys), deterministic=True):
                 obs, reward, terminated, truncated, info = env.step(action)
                 ret += float(reward)
-                success = success or step_success(info, reward)
+                t += 1
+                if not success and step_success(info, reward):
+                    success = True
+                    cycles.append(t)  # the step the task was done, not the episode's end
                 done = terminated or truncated
                 if done:
                     break
         successes += success
         returns.append(ret)
-    return successes / max(episodes, 1), float(np.mean(returns))
+    cycle = float(np.mean(cycles)) if cycles else float("nan")
+    return successes / max(episodes, 1), float(np.mean(returns)), cycle
 
 
 def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
@@ -147,13 +155,15 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
 
     def log_eval(step):
         metrics = loop.metrics
-        sr, ret = evaluate(eval_env, agent, eval_episodes, seed + 10_000)
+        sr, ret, cycle = evaluate(eval_env, agent, eval_episodes, seed + 10_000)
         row = {"env_steps": step, "updates": agent.num_updates, "success_rate": sr, "mean_return": ret,
+               "cycle_steps": "" if np.isnan(cycle) else round(cycle, 2),
                "episodes": loop.episodes, "demo_steps": demo_steps, "wall_s": round(time.time() - t0, 1)}
         rows.append(row)
         if log:  # TensorBoard steps are environment steps, as in the CSV
             log.row(row)
-            log.scalars("eval", {"success_rate": sr, "mean_return": ret}, step)
+            log.scalars("eval", {"success_rate": sr, "mean_return": ret,
+                                 **({} if np.isnan(cycle) else {"cycle_steps": cycle})}, step)
             log.scalars("train", metrics, step)
         return sr
 
