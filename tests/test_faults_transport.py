@@ -3,7 +3,7 @@ dropped, duplicated and reordered. The learner's replay gets every step once, in
 gaps are filled from the actor's store, or, where the store is out of reach, skipped and
 counted (learner_summary.json, /diagnostics).
 
-The fault is real: robot_rl/tools/lossy_relay.py runs as a node of its own between the actor's
+The fault is real: robot_rl/nodes/lossy_relay.py runs as a node of its own between the actor's
 transitions topic and the learner (remapped onto the relay's output) in the sim graph over DDS.
 Below the graph tests, the same pieces as plain code: the relay's channel and the learner's
 Sequencer against a real store, replay for replay.
@@ -190,7 +190,7 @@ def _graph_run(run_dir, learner_params: dict, actor_params: dict | None = None, 
                     self.status[name] = v
 
     nodes, params = graph("sim")
-    relay = NodeSpec("lossy_relay", "lossy_relay", "robot_rl.tools.lossy_relay")
+    relay = NodeSpec("lossy_relay", "lossy_relay", "robot_rl.nodes.lossy_relay")
     nodes = [NODES["learner"], relay] + [n for n in nodes if n.name != "learner"]
     overrides = {"run_dir": str(run_dir), "max_steps": STEPS, "eval_every": 0, "min_steps": 20,
                  "publish_every": 20, "lossy_relay/drop": 0.1, "lossy_relay/duplicate": 0.1,
