@@ -12,22 +12,16 @@ import json
 import time
 import uuid
 
-import rclpy
-import rclpy.executors
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
 from robot_rl import contract as C
-from robot_rl.nodes.ros import publisher, subscription
+from robot_rl.nodes.ros import OneShotNode, publisher, subscription
 
 
 def send_deploy(cmd: str, version: int | None = None, namespace: str = "", timeout_s: float = 10.0) -> tuple[bool, str]:
     """cmd: "version" (with version), "rollback" or "latest". -> (ok, the learner's answer)."""
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node("deploy_cli", namespace="/" + namespace.strip("/") if namespace else "", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
+    one = OneShotNode("deploy_cli", namespace, timeout_s)
+    node, spin_until = one.node, one.spin_until
     rid = uuid.uuid4().hex[:12]
     answer: dict = {}
 
@@ -40,26 +34,16 @@ def send_deploy(cmd: str, version: int | None = None, namespace: str = "", timeo
 
     subscription(node, C.DIAGNOSTICS, on_diag)
     pub = publisher(node, C.DEPLOY)
-    deadline = time.monotonic() + timeout_s
-
-    def spin_until(done) -> bool:
-        while time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-            if done():
-                return True
-        return False
-
     try:
         if not spin_until(lambda: pub.get_subscription_count() > 0):
             return False, (f"no learner listens on {node.resolve_topic_name(C.DEPLOY)} (is it up, in this "
                            "namespace, with gate.enabled?)")
         time.sleep(0.2)  # the learner's /diagnostics publisher must have matched ours before it answers
-        executor.spin_once(timeout_sec=0.05)
+        one.executor.spin_once(timeout_sec=0.05)
         request = {"cmd": cmd, "id": rid, **({"version": int(version)} if version is not None else {})}
         pub.publish(String(data=json.dumps(request)))
         if not spin_until(lambda: bool(answer)):
             return False, "request sent, but no learner answered on /diagnostics within the timeout"
         return answer.get("request_ok") == "True", answer.get("message", "")
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        one.close()

@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import time
 
-import rclpy
-import rclpy.executors
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from robot_rl import codec, contract as C
 from robot_rl.nodes.actor import CLEAR_ESTOP_SERVICE
-from robot_rl.nodes.ros import publisher, subscription
+from robot_rl.nodes.ros import OneShotNode, publisher, subscription
 
 
 def send_estop(asserted: bool, namespace: str = "", timeout_s: float = 10.0) -> tuple[bool, str]:
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node("estop_cli", namespace="/" + namespace.strip("/") if namespace else "", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
+    one = OneShotNode("estop_cli", namespace, timeout_s)
+    node, spin_until = one.node, one.spin_until
     actor_state: dict = {}
     subscription(node, C.DIAGNOSTICS, lambda m: actor_state.update(codec.diagnostics_values(m, "actor") or {}))
     pub = publisher(node, C.ESTOP)
-    deadline = time.monotonic() + timeout_s
-
-    def spin_until(done) -> bool:
-        while time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-            if done():
-                return True
-        return False
-
     try:
         if not spin_until(lambda: pub.get_subscription_count() > 0):
             return False, f"no node listens on {node.resolve_topic_name(C.ESTOP)} (is the graph up, in this namespace?)"
@@ -57,5 +42,4 @@ def send_estop(asserted: bool, namespace: str = "", timeout_s: float = 10.0) -> 
         response = future.result()
         return bool(response.success), response.message
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        one.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -141,3 +142,29 @@ def run(node_factory, args=None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return code
+
+
+class OneShotNode:
+    """A short-lived node for an operator's command line (robot-rl estop, robot-rl deploy): its
+    own rclpy context in `namespace`, spun only while the command waits, until a deadline."""
+
+    def __init__(self, name: str, namespace: str = "", timeout_s: float = 10.0):
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, namespace="/" + namespace.strip("/") if namespace else "",
+                                      context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.deadline = time.monotonic() + timeout_s
+
+    def spin_until(self, done) -> bool:
+        """Spin until done() is true (True) or the deadline passes (False)."""
+        while time.monotonic() < self.deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+            if done():
+                return True
+        return False
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
