@@ -183,6 +183,8 @@ def cmd_sim(args) -> int:
     if args.kind:
         overrides["kind"] = args.kind
     overrides["teleop/operator"] = args.operator  # the scripted human's takeovers, as its demos
+    if args.nproc is not None:  # else the params file's (default 1)
+        overrides["learner/nproc"] = args.nproc
     if args.init:
         init = Path(args.init).resolve()
         if not init.is_file():
@@ -359,6 +361,8 @@ def cmd_learner(args) -> int:
     """The learner alone, e.g. on a GPU box on the robot's ROS domain (launch/learner.launch.py)."""
     run_dir = _run_dir(args, "learner")
     overrides = {"run_dir": str(run_dir), "task": args.task}
+    if args.nproc is not None:  # else the params file's (default 1)
+        overrides["learner/nproc"] = args.nproc
     overrides.update(_parse_params(args.param))
     print(f"robot-rl learner: {args.task} -> {run_dir}; Ctrl-C stops it (checkpoint in the run dir)")
     code, reason = run_graph("robot_learner", args.params, overrides, run_dir, "-", namespace=args.namespace)
@@ -422,6 +426,10 @@ def cmd_pretrain(args, rest) -> int:
     return 0
 
 
+NPROC_HELP = ("learner processes sharing each update's batch (data-parallel over gloo on this machine; "
+              "must divide batch_size; default: the params file's nproc, 1; docs/learner.md)")
+
+
 def main(argv=None) -> int:
     from robot_rl.twin.experts import OPERATORS  # plain NumPy: no simulator loaded
 
@@ -451,6 +459,7 @@ def main(argv=None) -> int:
     s.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="learner continues this agent checkpoint (robot-rl pretrain's agent.pt, a run's "
                         "learner_checkpoint.pt); same --kind and observations")
+    s.add_argument("--nproc", type=int, default=None, help=NPROC_HELP)
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra ROS parameter for every node, e.g. -p publish_every:=20")
     s.set_defaults(func=cmd_sim)
@@ -503,6 +512,7 @@ def main(argv=None) -> int:
     ln.add_argument("--namespace", default="cell", help="the cell's namespace (as robot-rl robot's)")
     ln.add_argument("--run-dir", default=None)
     ln.add_argument("--seed", type=int, default=0)
+    ln.add_argument("--nproc", type=int, default=None, help=NPROC_HELP)
     ln.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE")
     ln.set_defaults(func=cmd_learner)
 

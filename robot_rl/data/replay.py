@@ -339,22 +339,34 @@ class MixedReplay:
     interventions included (HIL-SERL). With an empty online side the whole batch is demos, and
     the other way round."""
 
-    def __init__(self, demo: ReplayBuffer, online: ReplayBuffer, demo_fraction: float = 0.5):
+    def __init__(self, demo: ReplayBuffer, online: ReplayBuffer, demo_fraction: float = 0.5,
+                 self_imitation: float = 0.0):
+        """self_imitation: 0 = off; q in (0, 1]: an online episode the policy finished alone
+        (no intervened step) and successfully (its last step terminated with a positive reward),
+        in no more steps than the q-quantile of the successful teacher episodes' lengths, joins
+        the demo side as a demo (docs/learner.md "From sloppy demos"). Promoted episodes count as
+        teachers, so the bar falls as the policy gets faster."""
         if not 0.0 <= demo_fraction <= 1.0:
             raise ValueError(f"demo_fraction must be in [0, 1], got {demo_fraction}")
+        if not 0.0 <= self_imitation <= 1.0:
+            raise ValueError(f"self_imitation must be in [0, 1] (0 = off), got {self_imitation}")
         settings = ("chunk", "nstep", "gamma", "obs_keys", "device")
         if any(getattr(demo, a) != getattr(online, a) for a in settings):
             raise ValueError(f"demo and online buffers must share {', '.join(settings)}")
         self.demo, self.online, self.demo_fraction = demo, online, float(demo_fraction)
+        self.self_imitation = float(self_imitation)
+        self.teacher_lengths: list[int] = []  # steps of each successful episode on the demo side
+        self.promoted = 0  # online episodes promoted to the demo side
+        self._live: list[dict] = []  # the live episode's steps, kept only for self-imitation
         self._demo_episode = False  # the live episode is a demo (goes to the demo side only)
         self._episode_started = False
 
     @classmethod
     def create(cls, schema: dict, capacity: int, demo_capacity: int | None = None,
-               demo_fraction: float = 0.5, **kwargs) -> "MixedReplay":
+               demo_fraction: float = 0.5, self_imitation: float = 0.0, **kwargs) -> "MixedReplay":
         """Two empty buffers with the same settings (kwargs: chunk, gamma, nstep, obs_keys, device)."""
         demo = ReplayBuffer(schema, demo_capacity or capacity, **kwargs)
-        return cls(demo, ReplayBuffer(schema, capacity, **kwargs), demo_fraction)
+        return cls(demo, ReplayBuffer(schema, capacity, **kwargs), demo_fraction, self_imitation)
 
     def __len__(self) -> int:
         return len(self.demo) + len(self.online)
@@ -363,6 +375,9 @@ class MixedReplay:
         """Live step. demo=True marks a whole demo episode (pass it for each of its steps)."""
         if not self._episode_started:
             self._demo_episode, self._episode_started = bool(demo), True
+            self._live = []
+        if self.self_imitation > 0 or self._demo_episode:  # outcome and length known at the end
+            self._live.append(step)
         if self._demo_episode:
             self.demo.add_step(step, is_demo=True)
             return
@@ -377,7 +392,35 @@ class MixedReplay:
             self.demo.end_episode(final_obs)
         if self.online.episode_open:
             self.online.end_episode(final_obs)
+        live, self._live = self._live, []
+        if self._demo_episode:
+            self._note_teacher(live)
+        elif self._promotable(live):
+            steps = {k: np.stack([np.asarray(s[k]) for s in live]) for k in (*self.demo.obs_keys, "action",
+                                                                              "reward", "terminated")}
+            self.demo.add_episode(steps, final_obs, is_demo=True)
+            self.teacher_lengths.append(len(live))
+            self.promoted += 1
         self._episode_started = False
+
+    def add_demo_episode(self, steps: dict, final_obs: dict) -> None:
+        """A whole demo episode ({key: (T, ...)} with the obs keys, action, reward, terminated)
+        to the demo side; a successful one also sets the self-imitation bar."""
+        self.demo.add_episode(steps, final_obs, is_demo=True)
+        if _succeeded(steps["reward"], steps["terminated"]):
+            self.teacher_lengths.append(len(steps["action"]))
+
+    def _note_teacher(self, live: list[dict]) -> None:
+        if live and _succeeded([live[-1]["reward"]], [live[-1]["terminated"]]):
+            self.teacher_lengths.append(len(live))
+
+    def _promotable(self, live: list[dict]) -> bool:
+        """Self-imitation's test: finished alone, successfully, and at least as fast as the bar."""
+        if self.self_imitation <= 0 or not live or not self.teacher_lengths:
+            return False
+        if any(bool(s["intervened"]) for s in live) or not _succeeded([live[-1]["reward"]], [live[-1]["terminated"]]):
+            return False
+        return len(live) <= float(np.quantile(self.teacher_lengths, self.self_imitation))
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
         n_demo = int(round(batch_size * self.demo_fraction))
@@ -396,7 +439,7 @@ class MixedReplay:
     def from_store(cls, store, capacity: int | None = None, demo_capacity: int | None = None,
                    demo_fraction: float = 0.5, chunk: int = 1, gamma: float = 0.99,
                    nstep: int | None = None, obs_keys=None, success_only_demos: bool = False,
-                   device=None) -> "MixedReplay":
+                   device=None, self_imitation: float = 0.0) -> "MixedReplay":
         """Demo side: "demo" episodes (optionally successful ones only) + intervention segments of
         the other episodes; online side: all other episodes. `store` may be a list of stores
         (a run's demos and an earlier run's experience, to resume it).
@@ -435,7 +478,15 @@ class MixedReplay:
                 demo.add_episode(steps, final, is_demo=True)
         for seg, seg_final in segments:
             demo.add_episode(seg, seg_final, is_demo=True)
-        return cls(demo, online, demo_fraction)
+        replay = cls(demo, online, demo_fraction, self_imitation)
+        replay.teacher_lengths = [int(e["length"]) for _, eps in demos for e in eps if e["success"]]
+        return replay
+
+
+def _succeeded(rewards, terminated) -> bool:
+    """An episode's outcome from its steps alone: its last step terminated with a positive
+    reward (the twin's and the reward classifier's success; a failure truncates)."""
+    return bool(len(rewards)) and bool(terminated[-1]) and float(rewards[-1]) > 0
 
 
 def intervention_segments(intervened) -> list[tuple[int, int]]:

@@ -5,6 +5,8 @@ that starts late still gets the newest), and reports on /diagnostics.
 The observation keys follow `policy_cameras` (robot_rl.spec.policy_obs_keys: proprio + object
 poses, or proprio + cameras); their shapes come from the demo store or the first transition, so
 the same node serves state-based and pixel policies. Settings: robot_rl.training.settings.
+With nproc > 1 the built agent is handed to robot_rl.training.ddp.spawn_data_parallel, whose
+rank-0 updater the trainer uses in its place (a dead worker fails the trainer, see below).
 
 Restart (a learner killed mid-run, restarted by the supervisor or `respawn`): the checkpoint
 run_dir/learner_checkpoint.pt is written every `checkpoint_every` updates with the loop's
@@ -71,6 +73,7 @@ class LearnerNode(Node):
         self.obs_spec: ObsSpec | None = None
         self._first_fits = False  # the first transition matched the policy's keys and shapes
         self.trainer = None
+        self.data_parallel = None  # robot_rl.training.ddp.DistributedUpdater, with nproc > 1
         # Several cells feed one learner: each cell's actor numbers its own episodes, so a step
         # is keyed by (cell, episode, index); one cell (cells "") keeps (episode, index).
         self.cells = csv_list(s.cells)
@@ -145,7 +148,8 @@ class LearnerNode(Node):
             agent = self._warm_start_agent()
         else:
             agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.settings.agent)
-        kw = dict(chunk=agent.cfg.chunk_len, gamma=self.settings.gamma, obs_keys=keys)  # chunk = n-step horizon
+        kw = dict(chunk=agent.cfg.chunk_len, gamma=self.settings.gamma, obs_keys=keys,  # chunk = n-step horizon
+                  self_imitation=self.settings.self_imitation)
         capacity = self.settings.capacity
         # Demo-side rows; 0 = the loaded demos + capacity, so interventions never overwrite them.
         demo_capacity = self.settings.demo_capacity or None
@@ -156,6 +160,12 @@ class LearnerNode(Node):
                 agent.fit_obs_normalizer(replay.demo.sample(4096, np.random.default_rng(self.seed))["obs"])
         else:
             replay = MixedReplay.create(schema, capacity, **kw)
+        if self.settings.nproc > 1:  # after the normaliser fit and the checkpoint load: workers copy the agent
+            from robot_rl.training.ddp import spawn_data_parallel
+
+            self.get_logger().info(f"data-parallel updates over {self.settings.nproc} processes (gloo)")
+            agent = self.data_parallel = spawn_data_parallel(agent, self.settings.nproc, self.run_dir,
+                                                             threads=torch.get_num_threads())
         self.trainer = Trainer(agent, replay, self._offer_policy, seed=self.seed, on_progress=self._publish_progress,
                                checkpoint=self._save_checkpoint, checkpoint_every=self.settings.checkpoint_every,
                                **self.train_cfg)
@@ -536,6 +546,8 @@ class LearnerNode(Node):
             self.trainer.stop()
             self.trainer.finish_ingest()
             self._save_checkpoint()
+        if self.data_parallel is not None:  # after the trainer's last update and the checkpoint
+            self.data_parallel.close()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "learner_summary.json").write_text(json.dumps({
             "received": sorted([list(k) for k in self.received]), "episode_ends": self.episode_ends,

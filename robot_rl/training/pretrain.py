@@ -29,8 +29,9 @@ from robot_rl.twin.experts import OPERATORS
 
 # cycle_steps: mean steps of the successful evaluation episodes (empty when none succeeded): a
 # policy that beats a slow teacher shows it here, not in the success rate (issue #21).
+# promoted: online episodes self-imitation moved to the demo side so far (0 when it is off).
 CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "cycle_steps", "episodes", "demo_steps",
-              "wall_s")
+              "promoted", "wall_s")
 
 
 def agent_spec(env, obs_keys=None) -> ObsSpec:
@@ -74,7 +75,7 @@ def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int |
         tries += 1
         if step_success(info, reward):
             episode = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-            replay.demo.add_episode(episode, _view(final_obs, keys), is_demo=True)
+            replay.add_demo_episode(episode, _view(final_obs, keys))
             kept += 1
     if kept < n_demos:
         raise RuntimeError(f"the scripted expert succeeded in only {kept}/{tries} episodes (wanted {n_demos})")
@@ -109,7 +110,7 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float, float]
 
 def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
         utd: float = 1, cfg: dict | None = None, gamma: float = 0.99, cameras=(), batch_size: int = 256,
-        image_size: int = 128, obs_keys=None,
+        image_size: int = 128, obs_keys=None, self_imitation: float = 0.0,
         expert_noise: float = 0.1, operator: str = "expert", intervention_prob: float = 0.0,
         learning_starts: int = 0,
         pretrain_updates: int = 0, eval_every: int = 1000, eval_episodes: int = 10,
@@ -124,7 +125,8 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     ("proprio", "wrist") learns from pixels without the simulator's object pose.
     intervention_prob: chance per chunk that the expert takes over (HIL-SERL style; those steps
     also go to the demo side). utd, batch_size, learning_starts: the training loop's schedule
-    (robot_rl/training/loop.py; learning_starts is its min_steps); cfg: AgentConfig keys.
+    (robot_rl/training/loop.py; learning_starts is its min_steps); self_imitation: the replay's
+    (robot_rl.data.replay.MixedReplay; 0 = off); cfg: AgentConfig keys.
     """
     import torch
 
@@ -143,7 +145,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     agent = make_agent(kind, spec, int(env.action_space.shape[0]), cfg, device=device)
     c = agent.cfg
     replay = MixedReplay.create(_schema(spec, int(env.action_space.shape[0])), capacity=2 * env_steps + 1000,
-                                chunk=c.chunk_len, gamma=gamma)
+                                chunk=c.chunk_len, gamma=gamma, self_imitation=self_imitation)
     _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000, keys=keys)
     agent.fit_obs_normalizer(replay.demo.sample(max(4 * demo_steps, 256), rng)["obs"])
     for _ in range(pretrain_updates):  # offline, on the demos alone: outside the online schedule
@@ -158,7 +160,8 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         sr, ret, cycle = evaluate(eval_env, agent, eval_episodes, seed + 10_000)
         row = {"env_steps": step, "updates": agent.num_updates, "success_rate": sr, "mean_return": ret,
                "cycle_steps": "" if np.isnan(cycle) else round(cycle, 2),
-               "episodes": loop.episodes, "demo_steps": demo_steps, "wall_s": round(time.time() - t0, 1)}
+               "episodes": loop.episodes, "demo_steps": demo_steps, "promoted": replay.promoted,
+               "wall_s": round(time.time() - t0, 1)}
         rows.append(row)
         if log:  # TensorBoard steps are environment steps, as in the CSV
             log.row(row)
@@ -210,7 +213,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     return rows
 
 
-LOOP_DEFAULTS = {"utd": 1.0, "batch_size": 256, "gamma": 0.99, "learning_starts": 0}
+LOOP_DEFAULTS = {"utd": 1.0, "batch_size": 256, "gamma": 0.99, "learning_starts": 0, "self_imitation": 0.0}
 
 
 def read_config(path) -> tuple[dict, dict]:
@@ -247,6 +250,9 @@ def main(argv=None):
                     help=f"replay rows per critic step (default {LOOP_DEFAULTS['batch_size']})")
     ap.add_argument("--gamma", type=float, default=None, help=f"discount (default {LOOP_DEFAULTS['gamma']})")
     ap.add_argument("--learning-starts", type=int, default=None, help="online steps before the first update (default 0)")
+    ap.add_argument("--self-imitation", type=float, default=None,
+                    help="promote the policy's own successful episodes no longer than this quantile of the "
+                         "teachers' to the demo side (0 = off, the default; docs/learner.md)")
     ap.add_argument("--cameras", default="", help="comma-separated camera names (empty: state-only)")
     ap.add_argument("--image-size", type=int, default=128, help="camera image height = width (pixels)")
     ap.add_argument("--obs-keys", default="",

@@ -36,6 +36,9 @@ class LearnerSettings:
     batch_size: int = 64  # replay rows per critic step
     min_steps: int = 50  # online steps before the first update
     publish_every: int = 50  # updates between published policies
+    # Data-parallel updates (robot_rl/training/ddp.py): each update's batch is split over this
+    # many processes on this machine (gloo); 1 = the learner's own process alone.
+    nproc: int = 1
     demos: str = ""  # zarr store(s), comma-separated, for replay (demo side: demos and interventions)
     init_checkpoint: str = ""  # continue this agent checkpoint; its config replaces `agent`
     # Restart: the checkpoint (run_dir/learner_checkpoint.pt) is written every checkpoint_every
@@ -46,6 +49,10 @@ class LearnerSettings:
     backfill_store: str = ""
     capacity: int = 200_000  # online replay rows
     demo_capacity: int = 0  # demo-side rows; 0 = the loaded demos + capacity
+    # Self-imitation (robot_rl.data.replay.MixedReplay, docs/learner.md "From sloppy demos"): the
+    # policy's own successful, unaided episodes no longer than this quantile of the teachers' join
+    # the demo side; 0 = off.
+    self_imitation: float = 0.0
     cells: str = ""  # "cell_a,cell_b": one learner for several cells (their namespaces); "" = its own
     agent: LearnerAgentConfig = field(default_factory=LearnerAgentConfig)
     # Gated deployment (robot_rl/training/gate.py, docs/deployment.md): candidates are scored in
@@ -60,6 +67,9 @@ class LearnerSettings:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"learner kind must be one of {KINDS}, got {self.kind!r}")
+        if self.nproc < 1 or self.batch_size % self.nproc:
+            raise ValueError(f"learner nproc must be >= 1 and divide batch_size {self.batch_size} (each process "
+                             f"takes an equal share), got {self.nproc}")
         if self.checkpoint_every < 0:
             raise ValueError(f"learner checkpoint_every must be >= 0 (0 = only at close), got {self.checkpoint_every}")
         if self.utd <= 0 or self.batch_size < 1 or self.min_steps < 1 or self.publish_every < 1:
