@@ -326,6 +326,30 @@ def test_only_accepted_candidates_are_published_and_the_deployed_score_is_cached
     assert gate.accepted == 3 and gate.rejected == 2
 
 
+def test_the_bar_is_the_best_deployed_so_far_so_small_losses_cannot_add_up(tmp_path):
+    """Each of v2, v3 is within the margin of the policy deployed before it; against the deployed
+    one alone the run would drift 0.9 -> 0.8 -> 0.7. Against the best deployed (v1) v3 is out."""
+    gate, published = _gate(tmp_path, {0: 0.0, 1: 0.9, 2: 0.8, 3: 0.7, 4: 0.85})
+    try:
+        for v in range(5):
+            gate.submit(b"onnx%d" % v, f"sha{v}", v)
+            assert gate.wait_idle(10)
+    finally:
+        gate.close()
+    assert [c for _, c, _ in published] == [0, 1, 2, 4]
+    rejected = [json.loads(line) for line in (tmp_path / "gate_log.jsonl").read_text().splitlines()]
+    v3 = next(r for r in rejected if r.get("candidate") == 3 and r["event"] == "decision")
+    assert not v3["accepted"] and "best deployed v1 0.90" in v3["reason"] and v3["best"] == 1
+
+
+def test_the_best_bar_in_the_rule():
+    f = Figures(candidate=3, deployed=2, candidate_success=0.75, deployed_success=0.8, best=1, best_success=0.9)
+    ok, why = decide(f, S)
+    assert not ok and "best deployed v1" in why
+    assert decide(Figures(3, 2, 0.8, 0.8, best=1, best_success=0.9), S)[0]  # exactly the margin
+    assert decide(Figures(3, 2, 0.75, 0.8), S)[0]  # no best given: the deployed one is the bar
+
+
 def test_a_candidate_still_waiting_is_superseded_by_a_newer_one(tmp_path):
     gate, published = _gate(tmp_path, {0: 0.0, 1: 0.5, 2: 0.5, 3: 0.9})
     try:
