@@ -122,22 +122,28 @@ def decide(f: Figures, s: GateSettings) -> tuple[bool, str]:
                     f"{'>=' if ok else '<'} first_min_success {s.first_min_success:.2f}")
     if f.candidate_success is None or f.deployed_success is None:
         return False, "no twin score"
-    why = []
+    (twin_ok, twin_why), (ope_ok, ope_why) = twin_check(f, s), value_check(f, s)
+    return twin_ok and ope_ok, f"{twin_why}; {ope_why}"
+
+
+def twin_check(f: Figures, s: GateSettings) -> tuple[bool, str]:
+    """The twin half of the rule: success >= the bar - success_margin, the bar being the best
+    deployed policy's score where it is higher than the deployed one's."""
     bar, bar_name = f.deployed_success, "deployed"
     if f.best_success is not None and f.best_success > f.deployed_success and f.best != f.deployed:
         bar, bar_name = f.best_success, f"best deployed v{f.best}"
-    twin_ok = f.candidate_success >= bar - s.success_margin - EPS
-    why.append(f"twin success {f.candidate_success:.2f} {'>=' if twin_ok else '<'} {bar_name} "
-               f"{bar:.2f} - {s.success_margin:g}")
+    ok = f.candidate_success >= bar - s.success_margin - EPS
+    return ok, (f"twin success {f.candidate_success:.2f} {'>=' if ok else '<'} {bar_name} "
+                f"{bar:.2f} - {s.success_margin:g}")
+
+
+def value_check(f: Figures, s: GateSettings) -> tuple[bool, str]:
+    """The off-policy half: Q(candidate) >= Q(deployed) - value_margin; passes without an estimate."""
     gap = f.q_gap
-    ope_ok = True
     if gap is None:
-        why.append("no value estimate")
-    else:
-        ope_ok = gap >= -s.value_margin - EPS
-        why.append(f"value {f.q_candidate:.4g} {'>=' if ope_ok else '<'} deployed {f.q_deployed:.4g} - "
-                   f"{s.value_margin:g}")
-    return twin_ok and ope_ok, "; ".join(why)
+        return True, "no value estimate"
+    ok = gap >= -s.value_margin - EPS
+    return ok, f"value {f.q_candidate:.4g} {'>=' if ok else '<'} deployed {f.q_deployed:.4g} - {s.value_margin:g}"
 
 
 # ---------------------------------------------------------------------------- the estimate
