@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     from robot_rl.learn.agent import make_agent
     from robot_rl.training.gate import EPS, Figures, Gate, onnx_session, snapshot, twin_check, value_check
     from robot_rl.training.loop import TrainingLoop
-    from robot_rl.training.pretrain import _schema, _view, agent_spec, collect_demos, read_config
+    from robot_rl.training.pretrain import _schema, _view, agent_spec, collect_demos, play_chunk, read_config
     from robot_rl.training.twin_scorer import run_episodes
 
     torch.set_num_threads(1)
@@ -220,21 +220,9 @@ def main(argv=None) -> int:
                 candidate(step)
                 next_cand += args.candidate_every
                 t_train = time.monotonic()
-            chunk = agent.act(_view(obs, keys), deterministic=False)
-            done, k = False, 0
-            for i in range(c.chunk_len):
-                action = np.asarray(chunk[i], np.float32)
-                next_obs, reward, terminated, truncated, info = env.step(action)
-                loop.add_step({**_view(obs, keys), "action": action, "reward": np.float32(reward),
-                               "terminated": bool(terminated), "intervened": False})
-                obs, k, done = next_obs, k + 1, terminated or truncated
-                if done:
-                    break
+            obs, k = play_chunk(env, expert, loop, obs, keys, agent.act(_view(obs, keys), deterministic=False),
+                                c.chunk_len)
             step += k
-            if done:
-                loop.end_episode(_view(obs, keys))
-                obs, _ = env.reset()
-                expert.reset()
             loop.train()
         timing["train_s"] += time.monotonic() - t_train
         candidate(step)  # the run's last policy

@@ -312,14 +312,19 @@ def _gate(tmp_path, rates, **kw):
     return gate, published
 
 
-def test_only_accepted_candidates_are_published_and_the_deployed_score_is_cached(tmp_path):
-    gate, published = _gate(tmp_path, {0: 0.2, 1: 0.5, 2: 0.3, 3: 0.45, 4: 0.1})
+def _submit_in_turn(gate, n):
+    """Candidates v0..v(n-1), each decided before the next arrives; then the gate is closed."""
     try:
-        for v in range(5):
+        for v in range(n):
             gate.submit(b"onnx%d" % v, f"sha{v}", v)
             assert gate.wait_idle(10)
     finally:
         gate.close()
+
+
+def test_only_accepted_candidates_are_published_and_the_deployed_score_is_cached(tmp_path):
+    gate, published = _gate(tmp_path, {0: 0.2, 1: 0.5, 2: 0.3, 3: 0.45, 4: 0.1})
+    _submit_in_turn(gate, 5)
     # v0 first (unscored); v1 0.5 >= 0.2 - 0.1; v2 0.3 < 0.5 - 0.1; v3 0.45 >= 0.4; v4 0.1 < 0.35
     assert [c for _, c, _ in published] == [0, 1, 3]
     assert gate.scorer.asked == [1, 0, 2, 3, 4]  # each version scored once: the deployed ones cached
@@ -330,12 +335,7 @@ def test_the_bar_is_the_best_deployed_so_far_so_small_losses_cannot_add_up(tmp_p
     """Each of v2, v3 is within the margin of the policy deployed before it; against the deployed
     one alone the run would drift 0.9 -> 0.8 -> 0.7. Against the best deployed (v1) v3 is out."""
     gate, published = _gate(tmp_path, {0: 0.0, 1: 0.9, 2: 0.8, 3: 0.7, 4: 0.85})
-    try:
-        for v in range(5):
-            gate.submit(b"onnx%d" % v, f"sha{v}", v)
-            assert gate.wait_idle(10)
-    finally:
-        gate.close()
+    _submit_in_turn(gate, 5)
     assert [c for _, c, _ in published] == [0, 1, 2, 4]
     rejected = [json.loads(line) for line in (tmp_path / "gate_log.jsonl").read_text().splitlines()]
     v3 = next(r for r in rejected if r.get("candidate") == 3 and r["event"] == "decision")

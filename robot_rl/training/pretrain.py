@@ -82,6 +82,26 @@ def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int |
     return kept, steps
 
 
+def play_chunk(env, expert, loop, obs: dict, keys, chunk, chunk_len: int) -> tuple[dict, int]:
+    """Execute one chunk open-loop, every step into the training loop (the policy's `chunk`, or
+    the expert's actions when it is None: an intervention, whose steps also go to the demo
+    side). At an episode's end it is closed and the env and expert reset, so the next chunk is
+    planned from the new episode's first observation. Returns (observation, steps taken)."""
+    intervene = chunk is None
+    for i in range(chunk_len):
+        action = np.asarray(expert.act(obs) if intervene else chunk[i], np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        loop.add_step({**_view(obs, keys), "action": action, "reward": np.float32(reward),
+                       "terminated": bool(terminated), "intervened": intervene})
+        obs = next_obs
+        if terminated or truncated:
+            loop.end_episode(_view(obs, keys))
+            obs, _ = env.reset()
+            expert.reset()
+            return obs, i + 1
+    return obs, chunk_len
+
+
 def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float, float]:
     """Success rate, mean return and cycle time (mean steps of the successful episodes, NaN if
     none) of the deterministic deployed policy, chunks run open-loop. The agent is given only
@@ -186,22 +206,10 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
                 bar.set_postfix(success=f"{sr:.2f}")
         intervene = rng.random() < intervention_prob
         chunk = None if intervene else agent.act(_view(obs, keys), deterministic=False)
-        done, k = False, 0
-        for i in range(c.chunk_len):
-            action = np.asarray(expert.act(obs) if intervene else chunk[i], np.float32)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            loop.add_step({**_view(obs, keys), "action": action, "reward": np.float32(reward),
-                           "terminated": bool(terminated), "intervened": intervene})
-            obs, k, done = next_obs, k + 1, terminated or truncated
-            if done:
-                break
+        obs, k = play_chunk(env, expert, loop, obs, keys, chunk, c.chunk_len)
         step += k
         if bar:
             bar.update(k)
-        if done:
-            loop.end_episode(_view(obs, keys))
-            obs, _ = env.reset()  # the next chunk is planned from the new episode's first observation
-            expert.reset()
         loop.train()
     log_eval(step)
     if bar:
