@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                "gated_deployed": deployed, "gated_success": dep["success_rate"],
                "accepted": bool(d["accepted"]), "vs_deployed": d.get("deployed"),
                "gate_candidate_success": cs, "gate_deployed_success": ds,
-               "q_candidate": d.get("q_candidate"), "q_deployed": d.get("q_deployed"), "q_gap": gap,
+               "q_candidate": d.get("q_candidate"), "q_deployed": d.get("q_deployed"), "q_gap": fig.q_gap,
                "twin_ok": twin_ok, "value_ok": value_ok, "reason": d["reason"], "latency_s": d["latency_s"],
                "wall_s": round(time.monotonic() - t_start, 1)}
         rows.append(row)
