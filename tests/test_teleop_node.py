@@ -204,8 +204,14 @@ def test_node_spacemouse_takeover_release_and_unplug(tmp_path):
         wait_for(lambda: any(d[0] == 2 for d in ear.of("diag")), 30, "the unplug on /diagnostics")
         time.sleep(0.3)
         assert proc.poll() is None, "a lost device must not take the node down"
+        # On the wire, the events the listener can have seen: the recording rests 3 s for DDS to
+        # match it, but on a loaded machine (CI beside other jobs) the first takeover at 3 s was
+        # once sent before the match (a volatile topic: rightly not replayed to late joiners).
+        # So: a suffix of the node's events, at least the second pair (from 6.5 s); that the node
+        # made all four is its summary's count below.
         events = ear.of("event")
-        assert events[-4:] == ["takeover", "release", "takeover", "release"], events
+        expected = ["takeover", "release", "takeover", "release"]
+        assert len(events) >= 2 and events == expected[-len(events):], events
         twists = ear.engaged_twists()
         push = [v for v in twists if abs(v[0]) > 1e-9]
         left = [v for v in twists if abs(v[1]) > 1e-9]
