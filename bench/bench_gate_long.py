@@ -1,7 +1,7 @@
 """Gated vs ungated deployment over one long, noisy sim run.
 
-    python bench/bench_gate_long.py [--env-steps 12000] [--candidate-every 1000] [--eval-episodes 20]
-                                    [--gate-episodes 20] [--seed 1] [--config bench/configs/sloppy_noisy.yaml]
+    python bench/bench_gate_long.py [--env-steps 12000] [--candidate-every 1000] [--eval-episodes 50]
+                                    [--gate-episodes 50] [--seed 1] [--config bench/configs/sloppy_noisy.yaml]
                                     [--out bench/out/gate_long]
     python bench/bench_gate_long.py --quick      # self-check: 2000 steps, small evaluations (a few minutes)
     python bench/bench_gate_long.py --plot-only  # redraw the PNG from OUT/result.json
@@ -20,7 +20,7 @@ at the end) the one-step actor is exported as ONNX (TrainingLoop.export) = a can
 
 - Ungated arm: deployed = the newest candidate (the sim graph's behaviour, gate off).
 - Gated arm: a real `Gate` (robot_rl/training/gate.py) with the learner gate section of
-  config/robot.yaml (enabled, 20 episodes, success_margin 0.1, value_margin 0.05; other keys at
+  config/robot.yaml (enabled, 50 episodes, success_margin 0.1, value_margin 0.05; other keys at
   GateSettings' defaults), the real twin scorer process and the critic's off-policy estimate
   (`snapshot(agent, replay, ope_states)` taken at export, as the learner node does). Each
   candidate is submitted and training waits for its decision (Gate.wait_idle), so every
@@ -86,9 +86,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env-steps", type=int, default=12_000)
     ap.add_argument("--candidate-every", type=int, default=1000, help="env steps between exported candidates")
-    ap.add_argument("--eval-episodes", type=int, default=20, help="held-out episodes per deployed version")
+    ap.add_argument("--eval-episodes", type=int, default=50, help="held-out episodes per deployed version")
     ap.add_argument("--gate-episodes", type=int, default=None,
-                    help="twin episodes the gate scores each candidate on (default: config/robot.yaml's, 20)")
+                    help="twin episodes the gate scores each candidate on (default: config/robot.yaml's, 50)")
     ap.add_argument("--n-demos", type=int, default=20)
     ap.add_argument("--utd", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=1, help="training seed (1: the run that swung in docs/learner.md)")
