@@ -270,16 +270,18 @@ class Agent:
                 target = nets["flow"].sample(feats, noise, c.flow_steps)
             actions = nets["onestep"](feats, noise)
             distill = (actions.float() - target.float()).pow(2).mean()
-            q = self._q(self._critic, critic_feats, actions).mean(0)
+            q_members = self._q(self._critic, critic_feats, actions)
+            q = q_members.mean(0)
             if c.distill_q_filter > 0:  # issue #21: let the actor leave a slower teacher behind
-                distill, extra["distill_kept"] = self._q_filtered_distill(critic_feats, actions, target)
+                distill, extra["distill_kept"] = self._q_filtered_distill(critic_feats, actions, target,
+                                                                          q_members.detach().min(0).values)
             q_loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6)
             loss = bc_loss + c.alpha * distill + q_loss
         self._step("actor", loss)
         return {"bc_loss": bc_loss, "distill_loss": distill, "q_loss": q_loss, "actor_loss": loss, **extra}
 
     # -- issue #21 (learning from sloppy demos): both off by default, see docs/learner.md
-    def _q_filtered_distill(self, critic_feats, actions, target):
+    def _q_filtered_distill(self, critic_feats, actions, target, q_low):
         """Distillation pull weighted per sample: 1 - distill_q_filter where every critic member
         rates the one-step actor's chunk above the flow policy's (the ensemble mean), else 1.
         A flow policy cloned from slow demos can only propose slow chunks; unfiltered, alpha *
@@ -287,10 +289,10 @@ class Agent:
         the actor may move past the teacher where the critic says it is better (a Q-filter,
         Nair et al. 2018, on the distillation term). The actor is judged by the ensemble's min,
         not its mean: with the mean, the actor escaped to chunks only some members
-        overrated and pick_cube from sloppy demos fell to 0.1-0.4 (docs/learner.md)."""
+        overrated and pick_cube from sloppy demos fell to 0.1-0.4 (docs/learner.md). q_low: that
+        min for the actor's chunks, from the Q term's own critic pass."""
         with torch.no_grad():
             q_flow = self._q(self._critic, critic_feats, target).mean(0)
-            q_low = self._q(self._critic, critic_feats, actions.detach()).min(0).values
             w = torch.where(q_low > q_flow, 1.0 - self.cfg.distill_q_filter, 1.0)
         err = (actions.float() - target.float()).pow(2).flatten(1).mean(1)
         return (w * err).mean(), (w == 1.0).float().mean()
