@@ -357,7 +357,9 @@ class MixedReplay:
         self.self_imitation = float(self_imitation)
         self.teacher_lengths: list[int] = []  # steps of each successful episode on the demo side
         self.promoted = 0  # online episodes promoted to the demo side
-        self._live: list[dict] = []  # the live episode's steps, kept only for self-imitation
+        # The live episode: its length and last step (its outcome) always; its steps only while
+        # it may still be promoted (self-imitation on, a policy episode nobody has helped).
+        self._live_len, self._live_last, self._live_steps = 0, None, []
         self._demo_episode = False  # the live episode is a demo (goes to the demo side only)
         self._episode_started = False
 
@@ -375,9 +377,12 @@ class MixedReplay:
         """Live step. demo=True marks a whole demo episode (pass it for each of its steps)."""
         if not self._episode_started:
             self._demo_episode, self._episode_started = bool(demo), True
-            self._live = []
-        if self.self_imitation > 0 or self._demo_episode:  # outcome and length known at the end
-            self._live.append(step)
+            self._live_len, self._live_steps = 0, []
+        self._live_len, self._live_last = self._live_len + 1, step
+        if self._demo_episode or self.self_imitation <= 0 or step["intervened"]:
+            self._live_steps = None  # cannot be promoted: nothing more to keep
+        elif self._live_steps is not None:
+            self._live_steps.append(step)
         if self._demo_episode:
             self.demo.add_step(step, is_demo=True)
             return
@@ -392,14 +397,17 @@ class MixedReplay:
             self.demo.end_episode(final_obs)
         if self.online.episode_open:
             self.online.end_episode(final_obs)
-        live, self._live = self._live, []
-        if self._demo_episode:
-            self._note_teacher(live)
-        elif self._promotable(live):
-            steps = {k: np.stack([np.asarray(s[k]) for s in live]) for k in (*self.demo.obs_keys, "action",
+        n, last, kept = self._live_len, self._live_last, self._live_steps
+        self._live_len, self._live_last, self._live_steps = 0, None, []
+        succeeded = n > 0 and _succeeded(last["reward"], last["terminated"])
+        if self._demo_episode and succeeded:
+            self.teacher_lengths.append(n)
+        elif kept and succeeded and self.teacher_lengths and \
+                n <= float(np.quantile(self.teacher_lengths, self.self_imitation)):
+            steps = {k: np.stack([np.asarray(s[k]) for s in kept]) for k in (*self.demo.obs_keys, "action",
                                                                               "reward", "terminated")}
             self.demo.add_episode(steps, final_obs, is_demo=True)
-            self.teacher_lengths.append(len(live))
+            self.teacher_lengths.append(n)
             self.promoted += 1
         self._episode_started = False
 
@@ -407,20 +415,8 @@ class MixedReplay:
         """A whole demo episode ({key: (T, ...)} with the obs keys, action, reward, terminated)
         to the demo side; a successful one also sets the self-imitation bar."""
         self.demo.add_episode(steps, final_obs, is_demo=True)
-        if _succeeded(steps["reward"], steps["terminated"]):
+        if len(steps["action"]) and _succeeded(steps["reward"][-1], steps["terminated"][-1]):
             self.teacher_lengths.append(len(steps["action"]))
-
-    def _note_teacher(self, live: list[dict]) -> None:
-        if live and _succeeded([live[-1]["reward"]], [live[-1]["terminated"]]):
-            self.teacher_lengths.append(len(live))
-
-    def _promotable(self, live: list[dict]) -> bool:
-        """Self-imitation's test: finished alone, successfully, and at least as fast as the bar."""
-        if self.self_imitation <= 0 or not live or not self.teacher_lengths:
-            return False
-        if any(bool(s["intervened"]) for s in live) or not _succeeded([live[-1]["reward"]], [live[-1]["terminated"]]):
-            return False
-        return len(live) <= float(np.quantile(self.teacher_lengths, self.self_imitation))
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
         n_demo = int(round(batch_size * self.demo_fraction))
@@ -483,10 +479,10 @@ class MixedReplay:
         return replay
 
 
-def _succeeded(rewards, terminated) -> bool:
-    """An episode's outcome from its steps alone: its last step terminated with a positive
-    reward (the twin's and the reward classifier's success; a failure truncates)."""
-    return bool(len(rewards)) and bool(terminated[-1]) and float(rewards[-1]) > 0
+def _succeeded(last_reward, last_terminated) -> bool:
+    """An episode's outcome from its last step alone: terminated with a positive reward (the
+    twin's and the reward classifier's success; a failure truncates)."""
+    return bool(last_terminated) and float(last_reward) > 0
 
 
 def intervention_segments(intervened) -> list[tuple[int, int]]:

@@ -130,7 +130,7 @@ def twin_check(f: Figures, s: GateSettings) -> tuple[bool, str]:
     """The twin half of the rule: success >= the bar - success_margin, the bar being the best
     deployed policy's score where it is higher than the deployed one's."""
     bar, bar_name = f.deployed_success, "deployed"
-    if f.best_success is not None and f.best_success > f.deployed_success and f.best != f.deployed:
+    if f.best_success is not None and f.best_success > f.deployed_success:
         bar, bar_name = f.best_success, f"best deployed v{f.best}"
     ok = f.candidate_success >= bar - s.success_margin - EPS
     return ok, (f"twin success {f.candidate_success:.2f} {'>=' if ok else '<'} {bar_name} "
