@@ -111,6 +111,33 @@ def test_interventions_reach_the_demo_side(built_replay):
     assert len(replay.demo) >= 20 + 1  # the demo episode plus every intervened step
 
 
+class ProgressReachExpert(ReachExpert):
+    def progress(self, obs):  # what the scripted human's takeover rule judges
+        return float(np.linalg.norm(obs["object"][:3] - obs["proprio"][:3]))
+
+
+@pytest.mark.parametrize("interventions", ["demo", "online"])
+def test_the_scripted_human_steps_in_by_its_rule(built_replay, interventions):
+    """takeover: the sim graph's scripted human judges every step (a rule that finds every
+    window stalled: 10 m of progress asked for), drives, and its steps are demos or not as
+    `interventions` says; progress.csv has the intervention rate."""
+    rows = train_sim.run("reach", "sac", seed=1, env_steps=60, n_demos=1, utd=1, cfg=TINY, batch_size=16,
+                         eval_every=30, eval_episodes=1, device="cpu", progress=False,
+                         takeover={"stuck_steps": 2, "min_progress": 10.0, "cooldown_steps": 1,
+                                   "max_takeover_steps": 3},
+                         interventions=interventions, env_fn=fake_env,
+                         expert_fn=lambda t, n, s: ProgressReachExpert(n, s))
+    replay = built_replay["replay"]
+    rates = [r["intervention_rate"] for r in rows[1:]]
+    assert all(0.2 < x < 0.9 for x in rates), rates  # it steps in, drives, lets go
+    demo_episode = replay.teacher_lengths[0]  # the recorded demo's steps
+    if interventions == "demo":
+        assert len(replay.demo) > demo_episode + 10
+    else:
+        assert len(replay.demo) == demo_episode
+    assert len(replay.online) >= 60
+
+
 def test_failing_expert_is_reported():
     class Useless(ReachExpert):
         def act(self, obs):

@@ -72,11 +72,14 @@ def test_lets_go_once_recovered_not_at_the_cap():
 
 
 def test_heading_out_of_the_workspace_triggers_a_grasp_at_the_table_does_not():
-    # toward the +x face (within 2 cm of it from x = 0.79) while drifting 2 mm a step off the
-    # goal (never `regress` off): in the operator's hands as it reaches the margin
+    # toward the +x face (within 2 cm of it from x = 0.79) while drifting 4 mm a step off the
+    # goal (`leave_regress` off by then, never `regress`): in the operator's hands at the margin
     r = rule(stuck_steps=100, leave_margin=0.02)
-    out = [r.update(0.1 + 0.002 * i, [0.74 + 0.01 * i, 0.0, 0.25]) for i in range(8)]
+    out = [r.update(0.1 + 0.004 * i, [0.74 + 0.01 * i, 0.0, 0.25]) for i in range(8)]
     assert out.index(True) == 5 and r.reason == "leaving", out
+    # the same drift, stopping 1 cm off the goal (a cube tipped by the fingers): not leaving
+    r = rule(stuck_steps=100, leave_margin=0.02)
+    assert not any(r.update(0.1 + min(0.002 * i, 0.01), [0.74 + 0.01 * i, 0.0, 0.25]) for i in range(8))
     # descending onto an object that sits on the floor face: near the face, moving toward it,
     # but getting closer to the goal, then the contact jitter (3 mm) of closing on it
     r = rule(stuck_steps=100, leave_margin=0.02)

@@ -27,7 +27,10 @@ import numpy as np
 from robot_rl.data.prefetch import Prefetcher, to_torch
 from robot_rl.data.schema import SchemaError, check_fields, normalize_schema, obs_keys_of
 
-__all__ = ["ReplayBuffer", "MixedReplay", "Prefetcher", "to_torch", "intervention_segments", "select_episodes",
+# What a human's steps in an online episode are to the learner (MixedReplay's `interventions`)
+INTERVENTION_MODES = ("demo", "successful", "online")
+
+__all__ = ["INTERVENTION_MODES", "ReplayBuffer", "MixedReplay", "Prefetcher", "to_torch", "intervention_segments", "select_episodes",
            "iter_store_episodes"]
 
 _STEP_FIELDS = {"reward": ((), "<f4"), "terminated": ((), "|b1"), "intervened": ((), "|b1")}
@@ -340,12 +343,22 @@ class MixedReplay:
     the other way round."""
 
     def __init__(self, demo: ReplayBuffer, online: ReplayBuffer, demo_fraction: float = 0.5,
-                 self_imitation: float = 0.0):
+                 self_imitation: float = 0.0, interventions: str = "demo"):
         """self_imitation: 0 = off; q in (0, 1]: an online episode the policy finished alone
         (no intervened step) and successfully (its last step terminated with a positive reward),
         in no more steps than the q-quantile of the successful teacher episodes' lengths, joins
         the demo side as a demo (docs/learner.md "From sloppy demos"). Promoted episodes count as
-        teachers, so the bar falls as the policy gets faster."""
+        teachers, so the bar falls as the policy gets faster.
+
+        interventions: what a human's steps in an online episode are to the learner (they are
+        always online experience too):
+        - "demo": demonstrations, each segment on the demo side as it happens (HIL-SERL);
+        - "successful": demonstrations only if the episode ends in success; added at its end;
+        - "online": experience only, advice rather than ground truth. On peg_insert the
+          scripted human's corrections include re-grasps (fingers opening next to the hole),
+          and cloning them taught the policy to let go there (docs/learner.md)."""
+        if interventions not in INTERVENTION_MODES:
+            raise ValueError(f"interventions must be one of {INTERVENTION_MODES}, got {interventions!r}")
         if not 0.0 <= demo_fraction <= 1.0:
             raise ValueError(f"demo_fraction must be in [0, 1], got {demo_fraction}")
         if not 0.0 <= self_imitation <= 1.0:
@@ -355,6 +368,8 @@ class MixedReplay:
             raise ValueError(f"demo and online buffers must share {', '.join(settings)}")
         self.demo, self.online, self.demo_fraction = demo, online, float(demo_fraction)
         self.self_imitation = float(self_imitation)
+        self.interventions = interventions
+        self._segments: list = []  # "successful": the live episode's segments, [steps, closing obs]
         self.teacher_lengths: list[int] = []  # steps of each successful episode on the demo side
         self.promoted = 0  # online episodes promoted to the demo side
         # The live episode: its length and last step (its outcome) always; its steps only while
@@ -365,10 +380,11 @@ class MixedReplay:
 
     @classmethod
     def create(cls, schema: dict, capacity: int, demo_capacity: int | None = None,
-               demo_fraction: float = 0.5, self_imitation: float = 0.0, **kwargs) -> "MixedReplay":
+               demo_fraction: float = 0.5, self_imitation: float = 0.0, interventions: str = "demo",
+               **kwargs) -> "MixedReplay":
         """Two empty buffers with the same settings (kwargs: chunk, gamma, nstep, obs_keys, device)."""
         demo = ReplayBuffer(schema, demo_capacity or capacity, **kwargs)
-        return cls(demo, ReplayBuffer(schema, capacity, **kwargs), demo_fraction, self_imitation)
+        return cls(demo, ReplayBuffer(schema, capacity, **kwargs), demo_fraction, self_imitation, interventions)
 
     def __len__(self) -> int:
         return len(self.demo) + len(self.online)
@@ -386,11 +402,18 @@ class MixedReplay:
         if self._demo_episode:
             self.demo.add_step(step, is_demo=True)
             return
-        if self.demo.episode_open and not step["intervened"]:
-            self.demo.end_episode(step)  # this observation follows the intervention segment
+        if not step["intervened"]:  # this observation follows an intervention segment: close it
+            if self.demo.episode_open:
+                self.demo.end_episode(step)
+            if self._segments and self._segments[-1][1] is None:
+                self._segments[-1][1] = step
         self.online.add_step(step)
-        if step["intervened"]:
+        if step["intervened"] and self.interventions == "demo":
             self.demo.add_step(step, is_demo=True)
+        elif step["intervened"] and self.interventions == "successful":
+            if not self._segments or self._segments[-1][1] is not None:
+                self._segments.append([[], None])
+            self._segments[-1][0].append(step)
 
     def end_episode(self, final_obs: dict) -> None:
         if self.demo.episode_open:
@@ -400,16 +423,22 @@ class MixedReplay:
         n, last, kept = self._live_len, self._live_last, self._live_steps
         self._live_len, self._live_last, self._live_steps = 0, None, []
         succeeded = n > 0 and _succeeded(last["reward"], last["terminated"])
+        segments, self._segments = self._segments, []
+        for steps, closing in segments if succeeded else ():  # interventions "successful"
+            self.demo.add_episode(self._stack(steps), final_obs if closing is None else closing, is_demo=True)
         if self._demo_episode and succeeded:
             self.teacher_lengths.append(n)
         elif kept and succeeded and self.teacher_lengths and \
                 n <= float(np.quantile(self.teacher_lengths, self.self_imitation)):
-            steps = {k: np.stack([np.asarray(s[k]) for s in kept]) for k in (*self.demo.obs_keys, "action",
-                                                                              "reward", "terminated")}
-            self.demo.add_episode(steps, final_obs, is_demo=True)
+            self.demo.add_episode(self._stack(kept), final_obs, is_demo=True)
             self.teacher_lengths.append(n)
             self.promoted += 1
         self._episode_started = False
+
+    def _stack(self, steps: list) -> dict:
+        """Live step dicts -> an episode's arrays (the fields the demo side stores)."""
+        return {k: np.stack([np.asarray(s[k]) for s in steps])
+                for k in (*self.demo.obs_keys, "action", "reward", "terminated")}
 
     def add_demo_episode(self, steps: dict, final_obs: dict) -> None:
         """A whole demo episode ({key: (T, ...)} with the obs keys, action, reward, terminated)
@@ -435,9 +464,10 @@ class MixedReplay:
     def from_store(cls, store, capacity: int | None = None, demo_capacity: int | None = None,
                    demo_fraction: float = 0.5, chunk: int = 1, gamma: float = 0.99,
                    nstep: int | None = None, obs_keys=None, success_only_demos: bool = False,
-                   device=None, self_imitation: float = 0.0) -> "MixedReplay":
+                   device=None, self_imitation: float = 0.0, interventions: str = "demo") -> "MixedReplay":
         """Demo side: "demo" episodes (optionally successful ones only) + intervention segments of
-        the other episodes; online side: all other episodes. `store` may be a list of stores
+        the other episodes (as `interventions` says: all, those of successful episodes, none);
+        online side: all other episodes. `store` may be a list of stores
         (a run's demos and an earlier run's experience, to resume it).
 
         With `capacity` (a replay that goes on filling live) the demo side keeps room for that
@@ -462,6 +492,8 @@ class MixedReplay:
         for st, eps in others:
             for ep, steps, final in iter_store_episodes(st, eps, online.obs_keys):
                 online.add_episode(steps, final)
+                if interventions == "online" or (interventions == "successful" and not ep["success"]):
+                    continue
                 for s, e in intervention_segments(steps["intervened"]):
                     seg = {k: v[s:e] for k, v in steps.items()}
                     seg_final = final if e == len(steps["intervened"]) else {k: steps[k][e] for k in final}
@@ -474,7 +506,7 @@ class MixedReplay:
                 demo.add_episode(steps, final, is_demo=True)
         for seg, seg_final in segments:
             demo.add_episode(seg, seg_final, is_demo=True)
-        replay = cls(demo, online, demo_fraction, self_imitation)
+        replay = cls(demo, online, demo_fraction, self_imitation, interventions)
         replay.teacher_lengths = [int(e["length"]) for _, eps in demos for e in eps if e["success"]]
         return replay
 

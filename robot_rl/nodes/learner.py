@@ -149,7 +149,7 @@ class LearnerNode(Node):
         else:
             agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.settings.agent)
         kw = dict(chunk=agent.cfg.chunk_len, gamma=self.settings.gamma, obs_keys=keys,  # chunk = n-step horizon
-                  self_imitation=self.settings.self_imitation)
+                  self_imitation=self.settings.self_imitation, interventions=self.settings.interventions)
         capacity = self.settings.capacity
         # Demo-side rows; 0 = the loaded demos + capacity, so interventions never overwrite them.
         demo_capacity = self.settings.demo_capacity or None

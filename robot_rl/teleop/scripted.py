@@ -19,16 +19,18 @@ class Answer:
     twist: np.ndarray  # m/s, rad/s in the base frame (zero while released)
     grip: float  # closing command in [-1, 1] (open while released)
     events: list = field(default_factory=list)  # "takeover" / "release", in order
+    action: np.ndarray | None = None  # the expert's normalised action while engaged (ROS-free drivers)
 
 
 class ScriptedHuman:
     def __init__(self, task: str, action_spec: ActionSpec, takeover: TakeoverConfig, workspace_min, workspace_max,
-                 noise: float = 0.1, seed: int = 0, operator: str = "expert"):
+                 noise: float = 0.1, seed: int = 0, operator: str = "expert", expert=None):
         # The expert plans from observations with plain NumPy: no simulator loaded here.
         # operator "sloppy": a hesitant person drives the takeovers (robot_rl/twin/experts.py).
+        # `expert`: one already made (robot-rl pretrain shares its demo maker's).
         from robot_rl.twin.experts import make_expert
 
-        self.expert = make_expert(task, noise=noise, seed=seed + 1, operator=operator)
+        self.expert = expert or make_expert(task, noise=noise, seed=seed + 1, operator=operator)
         self.rule = TakeoverRule(takeover, workspace_min, workspace_max, seed=seed + 2)
         self.spec = action_spec
         self.episode = None
@@ -53,5 +55,5 @@ class ScriptedHuman:
             events.append("takeover" if engaged else "release")
         if engaged:
             twist, grip = self.spec.to_command(action)
-            return Answer(True, twist, grip, events)
+            return Answer(True, twist, grip, events, action)
         return Answer(False, np.zeros(6), -1.0, events)

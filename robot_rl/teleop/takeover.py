@@ -7,8 +7,8 @@ better) over the last `stuck_steps` control steps:
 - it steps in when the arm stalls (its best distance in the window is less than `min_progress`
   below where the window began), when it moves away from the goal (the distance rose `regress`
   above its low in the window), or when it heads out of the workspace (within `leave_margin` of
-  a face, moving toward it, and `min_progress` further from the goal than its low: a grasp next
-  to the table is not leaving);
+  a face, moving toward it, and `leave_regress` further from the goal than its low: a grasp
+  next to the table, nudging the cube, is not leaving);
 - it lets go once the situation is recovered: the distance is down by the fraction `recover`
   from the low it had before things went wrong (or within `done_distance` of done), or after
   `max_takeover_steps` at most, and then leaves the policy alone for `cooldown_steps` with a
@@ -41,6 +41,9 @@ class TakeoverConfig:
     cooldown_steps: int = 10
     takeover_prob: float = 1.0
     leave_margin: float = 0.01
+    leave_regress: float = 0.015  # metres further from the goal than the window's low that make
+    # heading out count; a cube nudged or tipped by the fingers at the table moves the distance
+    # 5-10 mm, and at min_progress (5 mm) those grasps were taken over as "leaving"
     always: bool = False  # drive every step from the first (robot-rl record --graph)
 
     @classmethod
@@ -92,7 +95,7 @@ class TakeoverRule:
             return "stalled"
         # heading out, and noticeably further from the goal than it was: contact jitter of a
         # grasp at the table (the box's floor face) is neither
-        if self.prev_ee is not None and distance >= min(w) + cfg.min_progress:
+        if self.prev_ee is not None and distance >= min(w) + cfg.leave_regress:
             toward = self.near_face(ee_pos) * (np.asarray(ee_pos, np.float64) - self.prev_ee)
             if np.any(toward > 0):
                 return "leaving"

@@ -40,6 +40,7 @@ class TrainingLoop:
         self.version = int(version)
         self.rng = np.random.default_rng(seed)
         self.steps = 0  # online steps added
+        self.intervened = 0  # ... of which a human chose the action
         self.episodes = 0
         self.updates = 0  # update() calls: one actor step each
         self.critic_steps = 0
@@ -51,6 +52,7 @@ class TrainingLoop:
         and the demo side too when a human chose it (MixedReplay)."""
         self.replay.add_step(step)
         self.steps += 1
+        self.intervened += bool(step.get("intervened", False))
 
     def end_episode(self, final_obs: dict) -> None:
         self.replay.end_episode(final_obs)

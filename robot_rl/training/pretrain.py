@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from robot_rl.data.record import expert_episode, step_success
-from robot_rl.data.replay import MixedReplay
+from robot_rl.data.replay import INTERVENTION_MODES, MixedReplay
 from robot_rl.learn.agent import KINDS, make_agent
-from robot_rl.spec import ObsSpec
+from robot_rl.spec import ActionSpec, ObsSpec
 from robot_rl.training.loop import TrainingLoop
 from robot_rl.training.metrics_log import MetricsLog
 from robot_rl.twin.experts import OPERATORS
@@ -30,8 +30,9 @@ from robot_rl.twin.experts import OPERATORS
 # cycle_steps: mean steps of the successful evaluation episodes (empty when none succeeded): a
 # policy that beats a slow teacher shows it here, not in the success rate (issue #21).
 # promoted: online episodes self-imitation moved to the demo side so far (0 when it is off).
+# intervention_rate: the fraction of online steps since the last evaluation that a human drove.
 CSV_FIELDS = ("env_steps", "updates", "success_rate", "mean_return", "cycle_steps", "episodes", "demo_steps",
-              "promoted", "wall_s")
+              "promoted", "intervention_rate", "wall_s")
 
 
 def agent_spec(env, obs_keys=None) -> ObsSpec:
@@ -82,14 +83,28 @@ def collect_demos(env, expert, replay, n_demos: int, seed: int, max_tries: int |
     return kept, steps
 
 
-def play_chunk(env, expert, loop, obs: dict, keys, chunk, chunk_len: int) -> tuple[dict, int]:
+def play_chunk(env, expert, loop, obs: dict, keys, chunk, chunk_len: int, human=None) -> tuple[dict, int]:
     """Execute one chunk open-loop, every step into the training loop (the policy's `chunk`, or
     the expert's actions when it is None: an intervention, whose steps also go to the demo
-    side). At an episode's end it is closed and the env and expert reset, so the next chunk is
-    planned from the new episode's first observation. Returns (observation, steps taken)."""
-    intervene = chunk is None
+    side). `human`: the sim graph's scripted human (robot_rl/teleop/scripted.py, sharing
+    `expert`), asked about every step: while it is engaged its expert drives (intervened steps)
+    and the rest of the policy's chunk is dropped, as the actor drops it; the chunk ends when it
+    lets go, so the policy replans from what it left. At an episode's end it is closed and the
+    env and expert reset, so the next chunk is planned from the new episode's first observation.
+    Returns (observation, steps taken)."""
+    took_over = False
     for i in range(chunk_len):
-        action = np.asarray(expert.act(obs) if intervene else chunk[i], np.float32)
+        if human is not None:
+            answer = human.answer(obs, loop.episodes, evaluating=False)
+            if not answer.engaged and took_over:
+                return obs, i  # let go: the policy plans afresh from here
+            took_over |= answer.engaged
+            intervene = answer.engaged
+            action = answer.action if intervene else chunk[i]
+        else:
+            intervene = chunk is None
+            action = expert.act(obs) if intervene else chunk[i]
+        action = np.asarray(action, np.float32)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         loop.add_step({**_view(obs, keys), "action": action, "reward": np.float32(reward),
                        "terminated": bool(terminated), "intervened": intervene})
@@ -130,8 +145,9 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float, float]
 
 def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
         utd: float = 1, cfg: dict | None = None, gamma: float = 0.99, cameras=(), batch_size: int = 256,
-        image_size: int = 128, obs_keys=None, self_imitation: float = 0.0,
+        image_size: int = 128, obs_keys=None, self_imitation: float = 0.0, interventions: str = "demo",
         expert_noise: float = 0.1, operator: str = "expert", intervention_prob: float = 0.0,
+        takeover: dict | None = None,
         learning_starts: int = 0,
         pretrain_updates: int = 0, eval_every: int = 1000, eval_episodes: int = 10,
         out_dir: str | None = None, device="auto", progress: bool = True,
@@ -143,10 +159,13 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     interventions the twin's sloppy operator's, a teacher to beat; docs/twin.md; a given
     expert_fn is used as it is). obs_keys: what the agent sees (default: every env key);
     ("proprio", "wrist") learns from pixels without the simulator's object pose.
-    intervention_prob: chance per chunk that the expert takes over (HIL-SERL style; those steps
-    also go to the demo side). utd, batch_size, learning_starts: the training loop's schedule
-    (robot_rl/training/loop.py; learning_starts is its min_steps); self_imitation: the replay's
-    (robot_rl.data.replay.MixedReplay; 0 = off); cfg: AgentConfig keys.
+    intervention_prob: chance per chunk that the expert takes over (HIL-SERL style). takeover:
+    the sim graph's scripted human instead, its takeover rule (robot_rl.teleop.takeover.
+    TakeoverConfig keys; {} = the defaults) judging every step, so interventions and their rate
+    are those of `robot-rl sim` without DDS. utd, batch_size, learning_starts: the training
+    loop's schedule (robot_rl/training/loop.py; learning_starts is its min_steps); self_imitation: the replay's
+    (robot_rl.data.replay.MixedReplay; 0 = off); interventions: the replay's too (what the
+    human's steps are: demo | successful | online); cfg: AgentConfig keys.
     """
     import torch
 
@@ -165,12 +184,24 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     agent = make_agent(kind, spec, int(env.action_space.shape[0]), cfg, device=device)
     c = agent.cfg
     replay = MixedReplay.create(_schema(spec, int(env.action_space.shape[0])), capacity=2 * env_steps + 1000,
-                                chunk=c.chunk_len, gamma=gamma, self_imitation=self_imitation)
+                                chunk=c.chunk_len, gamma=gamma, self_imitation=self_imitation,
+                                interventions=interventions)
     _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000, keys=keys)
     agent.fit_obs_normalizer(replay.demo.sample(max(4 * demo_steps, 256), rng)["obs"])
     for _ in range(pretrain_updates):  # offline, on the demos alone: outside the online schedule
         agent.update(replay.sample(batch_size, rng))
     loop = TrainingLoop(agent, replay, utd=utd, batch_size=batch_size, min_steps=max(1, learning_starts), seed=seed)
+    human = None
+    if takeover is not None:
+        from robot_rl.safety import SafetyConfig
+        from robot_rl.teleop.scripted import ScriptedHuman
+        from robot_rl.teleop.takeover import TakeoverConfig
+
+        box = SafetyConfig()  # the box the twin clips to and the graph's human judges in
+        human = ScriptedHuman(task, getattr(env, "action_spec", None) or ActionSpec(),
+                              TakeoverConfig.from_dict(takeover), box.workspace_min,
+                              box.workspace_max, seed=seed, expert=expert)
+    since = {"steps": 0, "intervened": 0}  # the loop's counts at the last evaluation
 
     rows, t0 = [], time.time()
     log = MetricsLog(out_dir, os.path.join(out_dir, "progress.csv"), CSV_FIELDS) if out_dir else None
@@ -178,10 +209,13 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     def log_eval(step):
         metrics = loop.metrics
         sr, ret, cycle = evaluate(eval_env, agent, eval_episodes, seed + 10_000)
+        window = loop.steps - since["steps"]
+        rate = (loop.intervened - since["intervened"]) / window if window else 0.0
+        since.update(steps=loop.steps, intervened=loop.intervened)
         row = {"env_steps": step, "updates": agent.num_updates, "success_rate": sr, "mean_return": ret,
                "cycle_steps": "" if np.isnan(cycle) else round(cycle, 2),
                "episodes": loop.episodes, "demo_steps": demo_steps, "promoted": replay.promoted,
-               "wall_s": round(time.time() - t0, 1)}
+               "intervention_rate": round(rate, 4), "wall_s": round(time.time() - t0, 1)}
         rows.append(row)
         if log:  # TensorBoard steps are environment steps, as in the CSV
             log.row(row)
@@ -204,9 +238,9 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
             next_eval += eval_every
             if bar:
                 bar.set_postfix(success=f"{sr:.2f}")
-        intervene = rng.random() < intervention_prob
+        intervene = human is None and rng.random() < intervention_prob
         chunk = None if intervene else agent.act(_view(obs, keys), deterministic=False)
-        obs, k = play_chunk(env, expert, loop, obs, keys, chunk, c.chunk_len)
+        obs, k = play_chunk(env, expert, loop, obs, keys, chunk, c.chunk_len, human)
         step += k
         if bar:
             bar.update(k)
@@ -221,7 +255,9 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     return rows
 
 
-LOOP_DEFAULTS = {"utd": 1.0, "batch_size": 256, "gamma": 0.99, "learning_starts": 0, "self_imitation": 0.0}
+# takeover: the scripted human's rule (TakeoverConfig keys); None = no human, {} = its defaults
+LOOP_DEFAULTS = {"utd": 1.0, "batch_size": 256, "gamma": 0.99, "learning_starts": 0, "self_imitation": 0.0,
+                 "interventions": "demo", "takeover": None}
 
 
 def read_config(path) -> tuple[dict, dict]:
@@ -267,7 +303,13 @@ def main(argv=None):
                     help="comma-separated keys the agent sees (default all; e.g. proprio,wrist = from pixels)")
     ap.add_argument("--operator", default="expert", choices=OPERATORS,
                     help="who makes the demos and interventions: the scripted expert, or the sloppy operator")
-    ap.add_argument("--intervention-prob", type=float, default=0.0)
+    ap.add_argument("--intervention-prob", type=float, default=0.0,
+                    help="chance per chunk that the expert drives it instead of the policy")
+    ap.add_argument("--interventions", default=None, choices=INTERVENTION_MODES,
+                    help="what the human's steps are to the learner (default demo; docs/learner.md)")
+    ap.add_argument("--human", action="store_true",
+                    help="the sim graph's scripted human steps in by its takeover rule (its defaults, as "
+                         "config/sim.yaml's teleop/takeover; a `takeover:` section in --config also turns it on)")
     ap.add_argument("--pretrain-updates", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-episodes", type=int, default=10)
@@ -280,8 +322,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     loop, cfg = read_config(args.config)
     for key in LOOP_DEFAULTS:  # the command line wins over the file
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:
             loop[key] = getattr(args, key)
+    if args.human and loop["takeover"] is None:
+        loop["takeover"] = {}
     rows = run(args.task, args.kind, args.seed, args.env_steps, args.n_demos, cfg=cfg, **loop,
                cameras=tuple(c for c in args.cameras.split(",") if c), image_size=args.image_size,
                obs_keys=tuple(k for k in args.obs_keys.split(",") if k) or None, operator=args.operator,

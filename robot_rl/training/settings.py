@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from robot_rl.data.replay import INTERVENTION_MODES
 from robot_rl.learn.agent import KINDS
 from robot_rl.learn.config import AgentConfig
 from robot_rl.spec import ActionSpec
@@ -53,6 +54,10 @@ class LearnerSettings:
     # policy's own successful, unaided episodes no longer than this quantile of the teachers' join
     # the demo side; 0 = off.
     self_imitation: float = 0.0
+    # What a human's steps are to the learner (robot_rl.data.replay.INTERVENTION_MODES): demo (the
+    # demo side, HIL-SERL) | successful (the demo side if the episode succeeded) | online (experience
+    # only). docs/learner.md "Interventions" has the measurement behind the default.
+    interventions: str = "demo"
     cells: str = ""  # "cell_a,cell_b": one learner for several cells (their namespaces); "" = its own
     agent: LearnerAgentConfig = field(default_factory=LearnerAgentConfig)
     # Gated deployment (robot_rl/training/gate.py, docs/deployment.md): candidates are scored in
@@ -65,6 +70,8 @@ class LearnerSettings:
     action: ActionSpec = field(default_factory=ActionSpec)
 
     def __post_init__(self):
+        if self.interventions not in INTERVENTION_MODES:
+            raise ValueError(f"learner interventions must be one of {INTERVENTION_MODES}, got {self.interventions!r}")
         if self.kind not in KINDS:
             raise ValueError(f"learner kind must be one of {KINDS}, got {self.kind!r}")
         if self.nproc < 1 or self.batch_size % self.nproc:
