@@ -144,15 +144,22 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax_cycle) = plt.subplots(1, 2, figsize=(11, 4))
+    def run_paths(kind):
+        paths = [os.path.join(args.out, args.task, f"{kind}_s{s}", "progress.csv") for s in seeds]
+        return [p for p in paths if os.path.exists(p)]
+
+    # a third panel when a human stepped in (pretrain --human / a `takeover:` config)
+    helped = any(np.nanmax(list(read_curve(p, args.eval_every, "intervention_rate").values()) or [0]) > 0
+                 for kind in kinds for p in run_paths(kind))
+    fig, axes = plt.subplots(1, 3 if helped else 2, figsize=(16 if helped else 11, 4))
+    ax, ax_cycle = axes[0], axes[1]
     summary_path = os.path.join(args.out, args.task, "summary.csv")
     with open(summary_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["kind", "env_steps", "success_mean", "ci95_half_width", "success_iqm", "iqm_low", "iqm_high",
                     "cycle_steps_mean", "n_seeds"])
         for kind in kinds:
-            paths = [os.path.join(args.out, args.task, f"{kind}_s{s}", "progress.csv") for s in seeds]
-            paths = [p for p in paths if os.path.exists(p)]
+            paths = run_paths(kind)
             curves = [read_curve(p, args.eval_every) for p in paths]
             if not curves:
                 print(f"{kind}: no runs found under {args.out}/{args.task}")
@@ -174,6 +181,14 @@ def main():
             for row in zip(steps, mean, half, mid, low, high, cyc_mean):
                 w.writerow([kind, int(row[0]), *(f"{v:.3f}" for v in row[1:]), len(curves)])
             ax_cycle.plot(steps, cyc_mean, marker=".", label=kind)
+            if helped:  # the share of the steps since the last evaluation the human drove
+                rates = [read_curve(p, args.eval_every, "intervention_rate") for p in paths]
+                r = np.array([[c.get(s, np.nan) for s in steps] for c in rates])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    axes[2].plot(steps[1:], np.nanmean(r, 0)[1:], marker=".", label=kind)
+                print(f"{kind:5s} intervention rate over the last evaluation interval per seed: "
+                      f"{[round(float(x), 3) for x in r[:, -1]]}")
             print(f"{kind:5s} final success {mean[-1]:.2f} +- {half[-1]:.2f} at {steps[-1]} env steps, "
                   f"cycle {cyc_mean[-1]:.1f} steps; steps to {args.threshold:.0%} per seed: {reach}")
     ax.set_xlabel("environment steps (online)")
@@ -192,6 +207,12 @@ def main():
     ax_cycle.set_ylabel("cycle time (steps of successful eval episodes)")
     ax_cycle.set_title("cycle time, mean over seeds with a success", fontsize=10)
     ax_cycle.legend(fontsize=8)
+    if helped:
+        axes[2].axhline(0.05, color="grey", ls="--", lw=0.8)
+        axes[2].set_xlabel("environment steps (online)")
+        axes[2].set_ylabel("share of steps the human drove")
+        axes[2].set_title("intervention rate since the previous evaluation, mean over seeds", fontsize=10)
+        axes[2].legend(fontsize=8)
     png = os.path.join(args.out, args.task, "learning_curve.png")
     fig.tight_layout()
     fig.savefig(png, dpi=100)

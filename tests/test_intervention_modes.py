@@ -35,6 +35,15 @@ def test_segments_join_the_demo_side_as_the_mode_says(mode):
     assert ({204, 205, 206, 209} <= values) == (mode in ("demo", "successful"))
     assert not values & {100, 101, 104, 200, 203, 207, 208}  # the policy's own steps: never demos
     assert len(m.online) == 20  # every step is experience in every mode
+    # ... imitated from the online side too only in "demo" mode: the BC terms weigh any row by
+    # is_demo, so an online copy marked 1 would still be cloned in the other modes
+    assert online_is_demo(m) == ({102, 103, 204, 205, 206, 209} if mode == "demo" else set())
+
+
+def online_is_demo(m):
+    rows = np.arange(m.online._next)
+    b = m.online._gather(rows[m.online._valid(rows)])
+    return set(b["obs"]["proprio"][b["is_demo"] > 0, 0].astype(int).tolist())
 
 
 def test_a_successful_episodes_segment_is_closed_by_the_observation_after_it():
@@ -65,6 +74,7 @@ def test_from_store_follows_the_mode(tmp_path):
                                    interventions=mode)
         got[mode] = demo_values(m)
         assert len(m.online) == 20
+        assert online_is_demo(m) == ({102, 103, 202, 203} if mode == "demo" else set())
     assert got["demo"] == {102, 103, 202, 203}
     assert got["successful"] == {202, 203}
     assert got["online"] == set()

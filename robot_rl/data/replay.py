@@ -351,12 +351,13 @@ class MixedReplay:
         teachers, so the bar falls as the policy gets faster.
 
         interventions: what a human's steps in an online episode are to the learner (they are
-        always online experience too):
+        always online experience too; imitated, is_demo = 1, only where a mode makes them demos):
         - "demo": demonstrations, each segment on the demo side as it happens (HIL-SERL);
         - "successful": demonstrations only if the episode ends in success; added at its end;
-        - "online": experience only, advice rather than ground truth. On peg_insert the
-          scripted human's corrections include re-grasps (fingers opening next to the hole),
-          and cloning them taught the policy to let go there (docs/learner.md)."""
+        - "online": experience only (critic and actor's Q term), advice rather than ground
+          truth: never imitated. On peg_insert the scripted human's corrections include
+          re-grasps (fingers opening next to the hole), and cloning them taught the policy to
+          let go there (docs/learner.md "Interventions: demos or advice")."""
         if interventions not in INTERVENTION_MODES:
             raise ValueError(f"interventions must be one of {INTERVENTION_MODES}, got {interventions!r}")
         if not 0.0 <= demo_fraction <= 1.0:
@@ -407,7 +408,9 @@ class MixedReplay:
                 self.demo.end_episode(step)
             if self._segments and self._segments[-1][1] is None:
                 self._segments[-1][1] = step
-        self.online.add_step(step)
+        # the online copy of a human's step is imitated too only in "demo" mode (the BC terms
+        # weigh every row by is_demo, whichever side it was sampled from)
+        self.online.add_step(step, is_demo=bool(step["intervened"]) and self.interventions == "demo")
         if step["intervened"] and self.interventions == "demo":
             self.demo.add_step(step, is_demo=True)
         elif step["intervened"] and self.interventions == "successful":
@@ -491,7 +494,7 @@ class MixedReplay:
         segments = []
         for st, eps in others:
             for ep, steps, final in iter_store_episodes(st, eps, online.obs_keys):
-                online.add_episode(steps, final)
+                online.add_episode(steps, final, is_demo=None if interventions == "demo" else False)
                 if interventions == "online" or (interventions == "successful" and not ep["success"]):
                     continue
                 for s, e in intervention_segments(steps["intervened"]):

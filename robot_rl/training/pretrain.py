@@ -260,22 +260,25 @@ LOOP_DEFAULTS = {"utd": 1.0, "batch_size": 256, "gamma": 0.99, "learning_starts"
                  "interventions": "demo", "takeover": None}
 
 
-def read_config(path) -> tuple[dict, dict]:
-    """A pretrain settings file -> (the loop's keys, AgentConfig keys). Same shape as the
-    learner's section of config/sim.yaml: loop keys at the top, the agent under `agent:`."""
-    loop = dict(LOOP_DEFAULTS)
-    if not path:
-        return loop, {}
+def read_config(paths) -> tuple[dict, dict]:
+    """Pretrain settings file(s) -> (the loop's keys, AgentConfig keys). Same shape as the
+    learner's section of config/sim.yaml: loop keys at the top, the agent under `agent:`.
+    Several files (a list, or "a.yaml+b.yaml") merge in order, later keys winning, so a variant
+    adds its few keys to a shared base (bench/configs/small.yaml + human_online.yaml)."""
+    loop, agent = dict(LOOP_DEFAULTS), {}
+    if isinstance(paths, str):
+        paths = paths.split("+")
     import yaml
 
-    with open(path) as f:
-        d = dict(yaml.safe_load(f) or {})
-    agent = d.pop("agent", None) or {}
-    unknown = sorted(set(d) - set(LOOP_DEFAULTS))
-    if unknown:
-        raise SystemExit(f"{path}: unknown keys {unknown}; valid: {sorted(LOOP_DEFAULTS)} and `agent:` "
-                         f"(AgentConfig keys go under agent:)")
-    loop.update(d)
+    for path in paths or ():
+        with open(path) as f:
+            d = dict(yaml.safe_load(f) or {})
+        agent.update(d.pop("agent", None) or {})
+        unknown = sorted(set(d) - set(LOOP_DEFAULTS))
+        if unknown:
+            raise SystemExit(f"{path}: unknown keys {unknown}; valid: {sorted(LOOP_DEFAULTS)} and `agent:` "
+                             f"(AgentConfig keys go under agent:)")
+        loop.update(d)
     return loop, agent
 
 
@@ -287,8 +290,9 @@ def main(argv=None):
     ap.add_argument("--env-steps", type=int, default=30_000)
     ap.add_argument("--n-demos", type=int, default=20)
     ap.add_argument("--config", default=None,
-                    help="YAML with the loop's keys (utd, batch_size, gamma, learning_starts) and AgentConfig keys "
-                         "under `agent:`, as in config/sim.yaml's learner section (e.g. bench/configs/small.yaml)")
+                    help="YAML with the loop's keys (utd, batch_size, gamma, learning_starts, self_imitation, "
+                         "interventions, takeover) and AgentConfig keys under `agent:`, as in config/sim.yaml's "
+                         "learner section (e.g. bench/configs/small.yaml); a.yaml+b.yaml merges them in order")
     ap.add_argument("--utd", type=float, default=None, help=f"critic steps per env step (default {LOOP_DEFAULTS['utd']})")
     ap.add_argument("--batch-size", type=int, default=None,
                     help=f"replay rows per critic step (default {LOOP_DEFAULTS['batch_size']})")
