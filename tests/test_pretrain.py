@@ -104,7 +104,7 @@ def test_run_end_to_end_writes_csv_checkpoint_and_onnx(tmp_path):
 
 def test_interventions_reach_the_demo_side(built_replay):
     train_sim.run("reach", "sac", seed=1, env_steps=20, n_demos=1, utd=1, cfg=TINY, batch_size=16, eval_every=100,
-                  eval_episodes=1, device="cpu", progress=False, intervention_prob=1.0,
+                  eval_episodes=1, device="cpu", progress=False, intervention_prob=1.0, interventions="demo",
                   env_fn=fake_env, expert_fn=fake_expert)
     replay = built_replay["replay"]
     assert len(replay.online) >= 20  # every online step, interventions included (HIL-SERL)

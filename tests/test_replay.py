@@ -127,7 +127,7 @@ def test_open_episode_is_sampled_once_rows_exist():
 @pytest.mark.parametrize("device", DEVICES)
 def test_mixed_replay_ratio_and_interventions(device):
     rng = np.random.default_rng(3)
-    mix = MixedReplay.create(STATE, capacity=1000, chunk=2, gamma=0.9, device=device)
+    mix = MixedReplay.create(STATE, capacity=1000, chunk=2, gamma=0.9, device=device, interventions="demo")
     for t in range(10):  # a demo episode: demo side only
         mix.add_step(state_step(1000 + t), demo=True)
     mix.end_episode({"proprio": np.full(8, 1010, np.float32)})
@@ -155,7 +155,7 @@ def test_mixed_replay_ratio_and_interventions(device):
 def test_from_store_matches_live_filling(tmp_path):
     schema = IMG
     path = tmp_path / "run.zarr"
-    live = MixedReplay.create(schema, capacity=200, chunk=3, gamma=0.9)
+    live = MixedReplay.create(schema, capacity=200, chunk=3, gamma=0.9, interventions="demo")
     with EpisodeStore.create(path, schema) as s:
         i = 0
         for e, (T, source) in enumerate([(6, "demo"), (8, "policy"), (5, "intervention")]):
@@ -167,7 +167,7 @@ def test_from_store_matches_live_filling(tmp_path):
                 i += 1
             s.end_episode(obs_at(schema, 500 + e))
             live.end_episode(obs_at(schema, 500 + e))
-    loaded = MixedReplay.from_store(EpisodeStore.open(path), chunk=3, gamma=0.9)
+    loaded = MixedReplay.from_store(EpisodeStore.open(path), chunk=3, gamma=0.9, interventions="demo")
     assert (len(loaded.demo), len(loaded.online)) == (len(live.demo), len(live.online)) == (6 + 3, 13)
     for side in ("demo", "online"):
         a, b = getattr(loaded, side), getattr(live, side)
@@ -318,7 +318,7 @@ def test_live_interventions_never_push_loaded_demos_out(tmp_path):
     """The learner loads its demos, then keeps adding the run's interventions to the demo side:
     with a live capacity the loaded demos must all stay (HIL-SERL keeps both)."""
     store = _store_of(tmp_path / "demos.zarr", [("demo", 5, 1000, ()), ("demo", 5, 2000, ())])
-    mix = MixedReplay.from_store(store, capacity=200, chunk=2)
+    mix = MixedReplay.from_store(store, capacity=200, chunk=2, interventions="demo")
     for ep in range(6):  # 60 human steps, far more than the 12 demo rows
         for t in range(10):
             mix.add_step(state_step(t), demo=True)
@@ -334,7 +334,7 @@ def test_from_several_stores_resumes_a_run(tmp_path):
     side, its policy steps online; a store of another layout is refused, naming it."""
     demos = _store_of(tmp_path / "demos.zarr", [("demo", 4, 1000, ())])
     run = _store_of(tmp_path / "run.zarr", [("policy", 6, 0, (2, 3)), ("eval", 5, 100, ())])
-    mix = MixedReplay.from_store([demos, run], chunk=2)
+    mix = MixedReplay.from_store([demos, run], chunk=2, interventions="demo")
     assert len(mix.online) == 6 + 5 and len(mix.demo) == 4 + 2
     rows = np.arange(mix.demo._next)
     kept = set(batch_for(mix.demo, rows[mix.demo._valid(rows)])["obs"]["proprio"][:, 0].tolist())

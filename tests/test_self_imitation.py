@@ -34,8 +34,9 @@ def demo_values(mix):
     return set(mix.demo._gather(valid)["obs"]["proprio"][:, 0].astype(int).tolist())
 
 
-def teachers(self_imitation, lengths=(40, 50, 60)):
-    mix = MixedReplay.create(SCHEMA, capacity=2000, chunk=2, self_imitation=self_imitation)
+def teachers(self_imitation, lengths=(40, 50, 60), interventions="demo"):
+    mix = MixedReplay.create(SCHEMA, capacity=2000, chunk=2, self_imitation=self_imitation,
+                             interventions=interventions)
     for i, T in enumerate(lengths):
         mix.add_demo_episode(episode_arrays(T, 1000 * (i + 1)), {"proprio": np.zeros(3, np.float32)})
     return mix
@@ -64,7 +65,7 @@ def test_failures_and_aided_episodes_are_never_promoted():
     assert mix.promoted == 0
     values = demo_values(mix)
     assert 10_000 not in values and 20_000 not in values
-    assert {20_005, 20_006} <= values  # the intervention segment itself goes in, as always (HIL-SERL)
+    assert {20_005, 20_006} <= values  # the intervention segment itself goes in (interventions "demo")
 
 
 def test_off_by_default_and_bounds():

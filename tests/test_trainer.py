@@ -26,7 +26,7 @@ def _step(rng, intervened=False, terminated=False):
 
 def test_trainer_keeps_utd_reports_progress_and_publishes(tmp_path):
     agent = make_agent("flow", SPEC, 4, {"chunk_len": 2, "actor_hidden": [32], "critic_hidden": [32], "n_critics": 2})
-    replay = MixedReplay.create(SCHEMA, 1000, chunk=2, gamma=0.9)
+    replay = MixedReplay.create(SCHEMA, 1000, chunk=2, gamma=0.9, interventions="demo")
     published, progress = [], []
     t = Trainer(agent, replay, lambda blob, sha, v: published.append((blob, sha, v)), utd=2, batch_size=8,
                 min_steps=10, publish_every=5, on_progress=progress.append)

@@ -28,7 +28,7 @@ from robot_rl.data.prefetch import Prefetcher, to_torch
 from robot_rl.data.schema import SchemaError, check_fields, normalize_schema, obs_keys_of
 
 # What a human's steps in an online episode are to the learner (MixedReplay's `interventions`)
-INTERVENTION_MODES = ("demo", "successful", "online")
+INTERVENTION_MODES = ("online", "successful", "demo")
 
 __all__ = ["INTERVENTION_MODES", "ReplayBuffer", "MixedReplay", "Prefetcher", "to_torch", "intervention_segments", "select_episodes",
            "iter_store_episodes"]
@@ -343,7 +343,7 @@ class MixedReplay:
     the other way round."""
 
     def __init__(self, demo: ReplayBuffer, online: ReplayBuffer, demo_fraction: float = 0.5,
-                 self_imitation: float = 0.0, interventions: str = "demo"):
+                 self_imitation: float = 0.0, interventions: str = "online"):
         """self_imitation: 0 = off; q in (0, 1]: an online episode the policy finished alone
         (no intervened step) and successfully (its last step terminated with a positive reward),
         in no more steps than the q-quantile of the successful teacher episodes' lengths, joins
@@ -381,7 +381,7 @@ class MixedReplay:
 
     @classmethod
     def create(cls, schema: dict, capacity: int, demo_capacity: int | None = None,
-               demo_fraction: float = 0.5, self_imitation: float = 0.0, interventions: str = "demo",
+               demo_fraction: float = 0.5, self_imitation: float = 0.0, interventions: str = "online",
                **kwargs) -> "MixedReplay":
         """Two empty buffers with the same settings (kwargs: chunk, gamma, nstep, obs_keys, device)."""
         demo = ReplayBuffer(schema, demo_capacity or capacity, **kwargs)
@@ -438,6 +438,13 @@ class MixedReplay:
             self.promoted += 1
         self._episode_started = False
 
+    def add_stored_episode(self, steps: dict, final_obs: dict) -> None:
+        """A closed online episode read back from a store ({key: (T, ...)} with "intervened"),
+        placed as add_step / end_episode placed it live (a restarted learner's backfill)."""
+        self.online.add_episode(steps, final_obs, is_demo=None if self.interventions == "demo" else False)
+        for seg, seg_final in intervention_demos(steps, final_obs, self.interventions):
+            self.demo.add_episode(seg, seg_final, is_demo=True)
+
     def _stack(self, steps: list) -> dict:
         """Live step dicts -> an episode's arrays (the fields the demo side stores)."""
         return {k: np.stack([np.asarray(s[k]) for s in steps])
@@ -467,7 +474,7 @@ class MixedReplay:
     def from_store(cls, store, capacity: int | None = None, demo_capacity: int | None = None,
                    demo_fraction: float = 0.5, chunk: int = 1, gamma: float = 0.99,
                    nstep: int | None = None, obs_keys=None, success_only_demos: bool = False,
-                   device=None, self_imitation: float = 0.0, interventions: str = "demo") -> "MixedReplay":
+                   device=None, self_imitation: float = 0.0, interventions: str = "online") -> "MixedReplay":
         """Demo side: "demo" episodes (optionally successful ones only) + intervention segments of
         the other episodes (as `interventions` says: all, those of successful episodes, none);
         online side: all other episodes. `store` may be a list of stores
@@ -495,12 +502,7 @@ class MixedReplay:
         for st, eps in others:
             for ep, steps, final in iter_store_episodes(st, eps, online.obs_keys):
                 online.add_episode(steps, final, is_demo=None if interventions == "demo" else False)
-                if interventions == "online" or (interventions == "successful" and not ep["success"]):
-                    continue
-                for s, e in intervention_segments(steps["intervened"]):
-                    seg = {k: v[s:e] for k, v in steps.items()}
-                    seg_final = final if e == len(steps["intervened"]) else {k: steps[k][e] for k in final}
-                    segments.append((seg, seg_final))
+                segments += intervention_demos(steps, final, interventions)
         n_demo_rows = sum(e["length"] + 1 for _, eps in demos for e in eps) + \
             sum(len(s["action"]) + 1 for s, _ in segments)
         demo = ReplayBuffer(schema, demo_capacity or max(n_demo_rows + (capacity or 0), floor), **kw)
@@ -518,6 +520,21 @@ def _succeeded(last_reward, last_terminated) -> bool:
     """An episode's outcome from its last step alone: terminated with a positive reward (the
     twin's and the reward classifier's success; a failure truncates)."""
     return bool(last_terminated) and float(last_reward) > 0
+
+
+def intervention_demos(steps: dict, final_obs: dict, mode: str) -> list[tuple[dict, dict]]:
+    """The demo-side episodes a stored online episode's intervention segments make under
+    `mode` (INTERVENTION_MODES): each segment closed by the observation after it (the episode's
+    final one for a segment at its end); none for "online", and for "successful" unless the
+    episode succeeded, judged from its last step as the live path judges it."""
+    if mode == "online" or (mode == "successful" and not (
+            len(steps["reward"]) and _succeeded(steps["reward"][-1], steps["terminated"][-1]))):
+        return []
+    out = []
+    for s, e in intervention_segments(steps["intervened"]):
+        seg = {k: v[s:e] for k, v in steps.items()}
+        out.append((seg, final_obs if e == len(steps["intervened"]) else {k: steps[k][e] for k in final_obs}))
+    return out
 
 
 def intervention_segments(intervened) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.data.replay import intervention_segments, iter_store_episodes, select_episodes
+from robot_rl.data.replay import iter_store_episodes, select_episodes
 from robot_rl.data.store import EpisodeStore
 
 STEP_KEYS = ("action", "reward", "terminated", "intervened")
@@ -62,11 +62,7 @@ class StoreFollower:
         if self.episode < n_closed:  # whole closed episodes, read in groups of rows (not per step)
             picked = select_episodes(st, episodes=range(self.episode, n_closed))
             for ep, steps, final in iter_store_episodes(st, picked, self.obs_keys):
-                replay.online.add_episode(steps, final)  # as MixedReplay.add_step would have: online ...
-                for s, e in intervention_segments(steps["intervened"]):  # ... and the human's segments
-                    seg = {k: v[s:e] for k, v in steps.items()}
-                    seg_final = final if e == len(steps["intervened"]) else {k: steps[k][e] for k in final}
-                    replay.demo.add_episode(seg, seg_final, is_demo=True)
+                replay.add_stored_episode(steps, final)
             for e in range(self.episode, n_closed):  # every row is read, even an interrupted
                 start = int(ends[e - 1]) if e else 0  # episode's unusable last one, or an empty episode
                 keys += [(e, r) for r in range(start, int(ends[e]))]

@@ -145,7 +145,7 @@ def evaluate(env, agent, episodes: int, seed: int) -> tuple[float, float, float]
 
 def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n_demos: int = 20,
         utd: float = 1, cfg: dict | None = None, gamma: float = 0.99, cameras=(), batch_size: int = 256,
-        image_size: int = 128, obs_keys=None, self_imitation: float = 0.0, interventions: str = "demo",
+        image_size: int = 128, obs_keys=None, self_imitation: float = 0.0, interventions: str = "online",
         expert_noise: float = 0.1, operator: str = "expert", intervention_prob: float = 0.0,
         takeover: dict | None = None,
         learning_starts: int = 0,
@@ -257,7 +257,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
 
 # takeover: the scripted human's rule (TakeoverConfig keys); None = no human, {} = its defaults
 LOOP_DEFAULTS = {"utd": 1.0, "batch_size": 256, "gamma": 0.99, "learning_starts": 0, "self_imitation": 0.0,
-                 "interventions": "demo", "takeover": None}
+                 "interventions": "online", "takeover": None}
 
 
 def read_config(paths) -> tuple[dict, dict]:

@@ -54,10 +54,10 @@ class LearnerSettings:
     # policy's own successful, unaided episodes no longer than this quantile of the teachers' join
     # the demo side; 0 = off.
     self_imitation: float = 0.0
-    # What a human's steps are to the learner (robot_rl.data.replay.INTERVENTION_MODES): demo (the
-    # demo side, HIL-SERL) | successful (the demo side if the episode succeeded) | online (experience
-    # only). docs/learner.md "Interventions" has the measurement behind the default.
-    interventions: str = "demo"
+    # What a human's steps are to the learner (robot_rl.data.replay.INTERVENTION_MODES): online
+    # (experience only, never imitated) | successful (demos if the episode succeeded) | demo (demos,
+    # HIL-SERL). docs/learner.md "Interventions: demos or advice" has the measurement behind the default.
+    interventions: str = "online"
     cells: str = ""  # "cell_a,cell_b": one learner for several cells (their namespaces); "" = its own
     agent: LearnerAgentConfig = field(default_factory=LearnerAgentConfig)
     # Gated deployment (robot_rl/training/gate.py, docs/deployment.md): candidates are scored in
