@@ -285,7 +285,8 @@ class LearnerNode(Node):
 
     def _start_from_store(self, paths: str, backfill: str = "") -> None:
         """One store or several ("demos.zarr,runs/earlier/store.zarr", to resume a run): demo
-        episodes and interventions fill the demo side, every other episode the online side.
+        episodes fill the demo side, every other episode the online side (its intervention
+        segments the demo side too, as settings.interventions says).
         `backfill`: this run's actor store, read as the steps it sent (robot_rl/training/backfill.py)."""
         from robot_rl.data.store import EpisodeStore
         from robot_rl.training.backfill import StoreFollower
