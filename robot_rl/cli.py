@@ -183,8 +183,7 @@ def cmd_sim(args) -> int:
     if args.kind:
         overrides["kind"] = args.kind
     overrides["teleop/operator"] = args.operator  # the scripted human's takeovers, as its demos
-    if args.nproc is not None:  # else the params file's (default 1)
-        overrides["learner/nproc"] = args.nproc
+    _nproc(args, overrides)
     if args.init:
         init = Path(args.init).resolve()
         if not init.is_file():
@@ -330,6 +329,12 @@ def _record_through_graph(args) -> int:
     return code
 
 
+def _nproc(args, overrides: dict) -> None:
+    """--nproc N -> the learner's nproc (else the params file's, default 1)."""
+    if args.nproc is not None:
+        overrides["learner/nproc"] = args.nproc
+
+
 def cmd_robot(args) -> int:
     """The robot graph (robot_rl.graph.robot_graph) from config/robot.yaml, as
     launch/robot.launch.py brings it up; --twin puts the twin in the drivers' place."""
@@ -346,6 +351,10 @@ def cmd_robot(args) -> int:
         overrides["teleop/driver"] = args.teleop
     if args.policy:
         overrides["policy_file"] = str(Path(args.policy).resolve())
+    if args.nproc is not None and not args.learner:
+        raise SystemExit("robot-rl robot: --nproc is the local learner's: give --learner too "
+                         "(a learner elsewhere: robot-rl learner --nproc N there)")
+    _nproc(args, overrides)
     overrides.update(_parse_params(args.param))
     where = f" in namespace {args.namespace}" if args.namespace else ""
     print(f"robot-rl robot: {args.task}{' (the twin as the drivers)' if args.twin else ''}{where} -> {run_dir}")
@@ -361,8 +370,7 @@ def cmd_learner(args) -> int:
     """The learner alone, e.g. on a GPU box on the robot's ROS domain (launch/learner.launch.py)."""
     run_dir = _run_dir(args, "learner")
     overrides = {"run_dir": str(run_dir), "task": args.task}
-    if args.nproc is not None:  # else the params file's (default 1)
-        overrides["learner/nproc"] = args.nproc
+    _nproc(args, overrides)
     overrides.update(_parse_params(args.param))
     print(f"robot-rl learner: {args.task} -> {run_dir}; Ctrl-C stops it (checkpoint in the run dir)")
     code, reason = run_graph("robot_learner", args.params, overrides, run_dir, "-", namespace=args.namespace)
@@ -494,6 +502,7 @@ def main(argv=None) -> int:
                     help="who says success: the person's keys (task_status) or a trained classifier "
                          "(reward_classifier, model in config/robot.yaml or -p reward_classifier/model:=...)")
     rb.add_argument("--learner", action="store_true", help="run the learner here too (else: robot-rl learner on the GPU box)")
+    rb.add_argument("--nproc", type=int, default=None, help="with --learner: " + NPROC_HELP)
     rb.add_argument("--policy", default="", help="an ONNX actor to run from the start (until a learner sends a newer one)")
     rb.add_argument("--steps", type=int, default=0, help="stop after this many steps (0 = until Ctrl-C)")
     rb.add_argument("--episodes", type=int, default=0, help="stop after this many episodes (0 = no limit)")

@@ -327,3 +327,8 @@ def test_learner_nproc_setting_and_cli(tmp_path, monkeypatch):
     seen.clear()
     cli.main(["learner", "--run-dir", str(tmp_path)])
     assert "nproc" not in node_overrides(seen, "learner")  # the params file's value stands
+    seen.clear()
+    cli.main(["robot", "--twin", "--learner", "--nproc", "2", "--run-dir", str(tmp_path)])
+    assert node_overrides(seen, "learner")["nproc"] == 2 and "nproc" not in node_overrides(seen, "actor")
+    with pytest.raises(SystemExit, match="--learner"):  # no local learner to split
+        cli.main(["robot", "--twin", "--nproc", "2", "--run-dir", str(tmp_path)])
