@@ -71,6 +71,22 @@ def test_lets_go_once_recovered_not_at_the_cap():
     assert driving.index(False) == 4, driving  # at 0.05 = (1 - recover) * 0.1
 
 
+def test_a_second_takeover_in_an_episode_finishes_the_task():
+    """The first hand-back is at half the distance; when the policy stalls again in the same
+    episode the operator drives to the goal itself, past done_distance (handed back 1 mm short
+    of the lift height, a young policy dropped the cube), until the cap; a new episode starts
+    with the first-takeover rule again."""
+    r = rule(stuck_steps=5, recover=0.5, recover_again=1.0, cooldown_steps=0, max_takeover_steps=100)
+    trace(r, [0.1] * 6)
+    assert trace(r, [0.09, 0.07, 0.05]) == [True, True, False]  # first: half of 0.1
+    assert trace(r, [0.05] * 6)[-1] and r.takeovers == 2  # stalled again
+    finishing = trace(r, [0.05 - 0.005 * i for i in range(1, 11)])  # down to 0.0, through 0.01
+    assert finishing == [True] * 9 + [False], finishing  # let go only at the goal
+    r.reset()
+    trace(r, [0.1] * 6)
+    assert trace(r, [0.09, 0.07, 0.05]) == [True, True, False] and r.takeovers == 1
+
+
 def test_heading_out_of_the_workspace_triggers_a_grasp_at_the_table_does_not():
     # toward the +x face (within 2 cm of it from x = 0.79) while drifting 4 mm a step off the
     # goal (`leave_regress` off by then, never `regress`): in the operator's hands at the margin

@@ -10,9 +10,11 @@ better) over the last `stuck_steps` control steps:
   a face, moving toward it, and `leave_regress` further from the goal than its low: a grasp
   next to the table, nudging the cube, is not leaving);
 - it lets go once the situation is recovered: the distance is down by the fraction `recover`
-  from the low it had before things went wrong (or within `done_distance` of done), or after
+  from the low it had before things went wrong (`recover_again` on a second or later takeover
+  in the episode: 1.0 = it finishes the task itself, the episode ends on success), or after
   `max_takeover_steps` at most, and then leaves the policy alone for `cooldown_steps` with a
-  fresh window.
+  fresh window. Being within `done_distance` is no reason to let go: handed a cube 1 mm short
+  of the lift height, a policy that never held one up there dropped it.
 So a policy that keeps making progress is never taken over, and the intervention rate falls as
 the policy improves. `takeover_prob` < 1 makes it an imperfect, sometimes absent operator;
 `always` makes it drive every step (demo recording through the graph). All in control steps;
@@ -36,7 +38,9 @@ class TakeoverConfig:
     regress: float = 0.03  # metres back from the window's low: moving away from the goal
     recover: float = 0.5  # fraction of the distance left (at its low before the takeover) that
     # the operator takes off before handing back: a stuck arm is brought well on its way, not 2 cm
-    done_distance: float = 0.01  # this close to the goal is done: recovered, nothing to judge
+    recover_again: float = 1.0  # ... on the second and later takeovers of one episode: a person
+    # whose hand-back failed once does not hand back halfway again (1.0: finishes the task)
+    done_distance: float = 0.01  # this close to the goal is done: nothing to judge
     max_takeover_steps: int = 30  # let go by then anyway (the expert picks the cube in ~25 steps)
     cooldown_steps: int = 10
     takeover_prob: float = 1.0
@@ -73,6 +77,7 @@ class TakeoverRule:
         self.cooldown = 0
         self.target = 0.0  # while engaged: the distance at which it counts as recovered
         self.reason = ""  # why it last stepped in: stalled | regressing | leaving
+        self.takeovers = 0  # in this episode
 
     def near_face(self, ee_pos) -> np.ndarray:
         """Per axis: -1 near the lower face, +1 near the upper one, 0 clear of both."""
@@ -113,7 +118,7 @@ class TakeoverRule:
         self.prev_ee = np.asarray(ee_pos, np.float64)
         if self.engaged:
             self.left -= 1
-            if distance <= max(self.target, cfg.done_distance) or self.left <= 0:
+            if distance <= self.target or self.left <= 0:
                 self.engaged = False
                 self.cooldown = cfg.cooldown_steps
                 self.window.clear()  # judge the policy afresh from here
@@ -125,7 +130,8 @@ class TakeoverRule:
         if why and self.rng.random() < cfg.takeover_prob:
             # recovered = back below where it was before it went wrong, and well on from there
             self.engaged, self.left, self.reason = True, cfg.max_takeover_steps, why
-            self.target = min(self.window) * (1.0 - cfg.recover)
+            self.takeovers += 1
+            self.target = min(self.window) * (1.0 - (cfg.recover if self.takeovers == 1 else cfg.recover_again))
         elif why:  # the operator looked and let it be; look again after a fresh window
             self.window.clear()
             self.window.append(distance)
