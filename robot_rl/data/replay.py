@@ -12,7 +12,8 @@ left in the episode) real steps:
   discount (B,)      float32   gamma^h, or 0 if the episode terminated within those h steps
                                (truncation still bootstraps)
   obs / next_obs {key: (B, ...)}  observation at t and at t+h
-  is_demo  (B,)      float32   1 if a human chose a_t (demo episode or intervention)
+  is_demo  (B,)      float32   1 if the row is imitated: a demo episode's step, or a human's
+                               step that MixedReplay's `interventions` makes a demo
 
 Chunks never cross episode ends. Steps of an episode still being written are sampled once the
 rows their sample needs exist. Sampling and adding are guarded by one lock so a background
