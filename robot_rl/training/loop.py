@@ -49,7 +49,7 @@ class TrainingLoop:
     # ------------------------------------------------------------------ data in
     def add_step(self, step: dict) -> None:
         """One executed step (obs keys, action, reward, terminated, intervened...): online side,
-        and the demo side too when a human chose it and MixedReplay's `interventions` says so)."""
+        and the demo side too when a human chose it and MixedReplay's `interventions` says so."""
         self.replay.add_step(step)
         self.steps += 1
         self.intervened += bool(step.get("intervened", False))
