@@ -63,7 +63,7 @@ def _feed(seq, items, out, rows=None, now=0.0):
 
 
 def _replay(out):
-    r = MixedReplay.create(STATE, 1024, chunk=3, gamma=0.9, obs_keys=KEYS)
+    r = MixedReplay.create(STATE, 1024, chunk=3, gamma=0.9, obs_keys=KEYS, interventions="demo")  # segments on both sides
     for what, _, payload in out:
         r.add_step(payload) if what == "step" else r.end_episode(payload)
     return r
