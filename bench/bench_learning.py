@@ -17,6 +17,13 @@ interval over seeds (docs/learner.md "From sloppy demos"):
     PYTHONPATH=. python bench/bench_learning.py --task pick_cube --operator sloppy --seeds 0,1 \
         --kinds flow_qf=flow:bench/configs/sloppy.yaml,flow,bc,sac --config bench/configs/small.yaml \
         --env-steps 10000 --utd 2 --eval-episodes 20 --expert-cycle 23.6 --out bench/out/learning_sloppy
+
+With the sim graph's scripted human stepping in (a config with `takeover:`; CONFIG may join files
+with "+"), the plot adds the intervention rate (docs/learner.md "Interventions: demos or advice"):
+
+    PYTHONPATH=. python bench/bench_learning.py --task peg_insert --seeds 0,1,2 --env-steps 6000 \
+        --utd 2 --eval-every 500 --eval-episodes 10 --out bench/out/learning_human --kinds \
+        online=flow:bench/configs/small.yaml+bench/configs/human_online.yaml,demo=flow:bench/configs/small.yaml+bench/configs/human_demo.yaml
 """
 from __future__ import annotations
 
