@@ -127,3 +127,9 @@ def test_bad_config():
         TakeoverConfig.from_dict({"patience": 3})
     with pytest.raises(ValueError, match="always"):
         TakeoverConfig(stuck_steps=0)
+
+
+def test_recover_fractions_outside_0_1_are_refused():
+    for bad in ({"recover": 1.5}, {"recover_again": -0.1}):
+        with pytest.raises(ValueError, match="takeover.recover"):
+            TakeoverConfig(**bad)

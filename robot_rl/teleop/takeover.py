@@ -55,6 +55,10 @@ class TakeoverConfig:
         return from_mapping(cls, d, "takeover")
 
     def __post_init__(self):
+        for name in ("recover", "recover_again"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"takeover.{name} must be in [0, 1] (the fraction of the distance the "
+                                 f"operator takes off before handing back), got {getattr(self, name)}")
         if self.stuck_steps < 1:
             raise ValueError(f"takeover.stuck_steps must be >= 1, got {self.stuck_steps} "
                              "(takeover.always: true drives every step)")
