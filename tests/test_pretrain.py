@@ -185,3 +185,10 @@ def test_pixel_run_on_the_twin_stores_camera_images_not_the_object_pose(built_re
     assert set(obs) == {"proprio", "wrist"}
     assert obs["wrist"].shape == (4, 32, 32, 3) and obs["wrist"].dtype == np.uint8
     assert obs["wrist"].std() > 0  # rendered, not blank
+
+
+def test_one_way_to_intervene():
+    with pytest.raises(ValueError, match="give one"):
+        train_sim.run("reach", "bc", env_steps=10, n_demos=1, cfg=TINY, batch_size=16, device="cpu", progress=False,
+                      intervention_prob=0.5, takeover={}, env_fn=fake_env,
+                      expert_fn=lambda t, n, s: ProgressReachExpert(n, s))

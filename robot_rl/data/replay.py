@@ -409,9 +409,7 @@ class MixedReplay:
                 self.demo.end_episode(step)
             if self._segments and self._segments[-1][1] is None:
                 self._segments[-1][1] = step
-        # the online copy of a human's step is imitated too only in "demo" mode (the BC terms
-        # weigh every row by is_demo, whichever side it was sampled from)
-        self.online.add_step(step, is_demo=bool(step["intervened"]) and self.interventions == "demo")
+        self.online.add_step(step, is_demo=bool(step["intervened"]) and _online_copy_imitated(self.interventions))
         if step["intervened"] and self.interventions == "demo":
             self.demo.add_step(step, is_demo=True)
         elif step["intervened"] and self.interventions == "successful":
@@ -442,7 +440,7 @@ class MixedReplay:
     def add_stored_episode(self, steps: dict, final_obs: dict) -> None:
         """A closed online episode read back from a store ({key: (T, ...)} with "intervened"),
         placed as add_step / end_episode placed it live (a restarted learner's backfill)."""
-        self.online.add_episode(steps, final_obs, is_demo=None if self.interventions == "demo" else False)
+        self.online.add_episode(steps, final_obs, is_demo=None if _online_copy_imitated(self.interventions) else False)
         for seg, seg_final in intervention_demos(steps, final_obs, self.interventions):
             self.demo.add_episode(seg, seg_final, is_demo=True)
 
@@ -502,7 +500,7 @@ class MixedReplay:
         segments = []
         for st, eps in others:
             for ep, steps, final in iter_store_episodes(st, eps, online.obs_keys):
-                online.add_episode(steps, final, is_demo=None if interventions == "demo" else False)
+                online.add_episode(steps, final, is_demo=None if _online_copy_imitated(interventions) else False)
                 segments += intervention_demos(steps, final, interventions)
         n_demo_rows = sum(e["length"] + 1 for _, eps in demos for e in eps) + \
             sum(len(s["action"]) + 1 for s, _ in segments)
@@ -521,6 +519,13 @@ def _succeeded(last_reward, last_terminated) -> bool:
     """An episode's outcome from its last step alone: terminated with a positive reward (the
     twin's and the reward classifier's success; a failure truncates)."""
     return bool(last_terminated) and float(last_reward) > 0
+
+
+def _online_copy_imitated(mode: str) -> bool:
+    """Whether the online copy of a human's step is imitated too (is_demo 1): only in "demo"
+    mode. The BC terms weigh every row by is_demo, whichever side it was sampled from, so in the
+    other modes that copy must say 0 or the step is cloned anyway."""
+    return mode == "demo"
 
 
 def intervention_demos(steps: dict, final_obs: dict, mode: str) -> list[tuple[dict, dict]]:

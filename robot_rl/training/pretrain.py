@@ -192,6 +192,8 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
         agent.update(replay.sample(batch_size, rng))
     loop = TrainingLoop(agent, replay, utd=utd, batch_size=batch_size, min_steps=max(1, learning_starts), seed=seed)
     human = None
+    if takeover is not None and intervention_prob > 0:
+        raise ValueError("pretrain: intervention_prob and takeover are two ways to intervene; give one")
     if takeover is not None:
         from robot_rl.safety import SafetyConfig
         from robot_rl.teleop.scripted import ScriptedHuman
@@ -238,7 +240,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
             next_eval += eval_every
             if bar:
                 bar.set_postfix(success=f"{sr:.2f}")
-        intervene = human is None and rng.random() < intervention_prob
+        intervene = rng.random() < intervention_prob
         chunk = None if intervene else agent.act(_view(obs, keys), deterministic=False)
         obs, k = play_chunk(env, expert, loop, obs, keys, chunk, c.chunk_len, human)
         step += k
