@@ -192,3 +192,21 @@ def test_one_way_to_intervene():
         train_sim.run("reach", "bc", env_steps=10, n_demos=1, cfg=TINY, batch_size=16, device="cpu", progress=False,
                       intervention_prob=0.5, takeover={}, env_fn=fake_env,
                       expert_fn=lambda t, n, s: ProgressReachExpert(n, s))
+
+
+def test_a_cuda_learner_keeps_its_replay_on_the_gpu_and_the_torch_ring_trains(built_replay, monkeypatch):
+    """The replay lives on a CUDA learner's device (batches gathered there, no per-update copy of
+    images). No GPU here: the same torch ring on the CPU runs the whole loop (demos, normaliser
+    fit, updates, self-imitation, evaluation)."""
+    from robot_rl.data.replay import _TorchObs
+    from robot_rl.training.loop import replay_device
+
+    assert replay_device(torch.device("cuda", 0)) == "cuda:0"
+    assert replay_device(torch.device("cpu")) is None
+    monkeypatch.setattr(train_sim, "replay_device", lambda device: "cpu")
+    rows = train_sim.run("reach", "flow", seed=0, env_steps=40, n_demos=2, utd=2, cfg=TINY, batch_size=16,
+                         eval_every=40, eval_episodes=2, device="cpu", progress=False, self_imitation=0.5,
+                         env_fn=fake_env, expert_fn=fake_expert)
+    replay = built_replay["replay"]
+    assert isinstance(replay.online._obs, _TorchObs) and isinstance(replay.demo._obs, _TorchObs)
+    assert rows[-1]["updates"] > 0 and len(replay.online) >= 40

@@ -132,6 +132,7 @@ class LearnerNode(Node):
 
         from robot_rl.data.replay import MixedReplay
         from robot_rl.learn import make_agent
+        from robot_rl.training.loop import replay_device
         from robot_rl.training.trainer import Trainer
 
         keys = policy_obs_keys(self.cameras)
@@ -149,7 +150,8 @@ class LearnerNode(Node):
         else:
             agent = make_agent(self.kind, self.obs_spec, self.action_spec.dim, self.settings.agent)
         kw = dict(chunk=agent.cfg.chunk_len, gamma=self.settings.gamma, obs_keys=keys,  # chunk = n-step horizon
-                  self_imitation=self.settings.self_imitation, interventions=self.settings.interventions)
+                  self_imitation=self.settings.self_imitation, interventions=self.settings.interventions,
+                  device=replay_device(agent.device))  # on a GPU learner, the replay lives there
         capacity = self.settings.capacity
         # Demo-side rows; 0 = the loaded demos + capacity, so interventions never overwrite them.
         demo_capacity = self.settings.demo_capacity or None

@@ -19,6 +19,14 @@ import math
 import numpy as np
 
 
+def replay_device(agent_device):
+    """Where the replay keeps its observations for an agent on `agent_device` (a torch.device):
+    on a CUDA learner the GPU itself, so each batch is gathered there by index_select with no
+    host copy and no per-update transfer of images (robot_rl.data.replay._TorchObs); anywhere
+    else None, host memory as numpy (a CPU learner gains nothing from torch storage)."""
+    return str(agent_device) if getattr(agent_device, "type", None) == "cuda" else None
+
+
 class TrainingDiverged(FloatingPointError):
     """An update produced a non-finite loss: the weights are garbage from here on, so the loop
     stops instead of training (and publishing) on."""

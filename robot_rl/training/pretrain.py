@@ -23,7 +23,7 @@ from robot_rl.data.record import expert_episode, step_success
 from robot_rl.data.replay import INTERVENTION_MODES, MixedReplay
 from robot_rl.learn.agent import KINDS, make_agent
 from robot_rl.spec import ActionSpec, ObsSpec
-from robot_rl.training.loop import TrainingLoop
+from robot_rl.training.loop import TrainingLoop, replay_device
 from robot_rl.training.metrics_log import MetricsLog
 from robot_rl.twin.experts import OPERATORS
 
@@ -185,7 +185,7 @@ def run(task: str, kind: str = "flow", seed: int = 0, env_steps: int = 30_000, n
     c = agent.cfg
     replay = MixedReplay.create(_schema(spec, int(env.action_space.shape[0])), capacity=2 * env_steps + 1000,
                                 chunk=c.chunk_len, gamma=gamma, self_imitation=self_imitation,
-                                interventions=interventions)
+                                interventions=interventions, device=replay_device(agent.device))
     _, demo_steps = collect_demos(env, expert, replay, n_demos, seed=seed + 20_000, keys=keys)
     agent.fit_obs_normalizer(replay.demo.sample(max(4 * demo_steps, 256), rng)["obs"])
     for _ in range(pretrain_updates):  # offline, on the demos alone: outside the online schedule
