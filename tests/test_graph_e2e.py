@@ -143,6 +143,8 @@ def test_teleop_steps_are_flagged(sim_run):
     stamps = root["data/timestamp"][:]
     teleop = json.loads((run_dir / "teleop_summary.json").read_text())
     assert teleop["takeovers"] >= 1 and intervened.sum() > 0
+    reasons = teleop["takeover_reasons"]  # why the scripted human stepped in, one per takeover
+    assert set(reasons) <= {"stalled", "regressing", "leaving"} and sum(reasons.values()) == teleop["takeovers"], reasons
     engaged = np.asarray(teleop["engaged_stamps"])
     # Every step the actor flagged was one the scripted human drove (the human's own log).
     flagged = stamps[intervened]

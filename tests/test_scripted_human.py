@@ -29,6 +29,8 @@ def test_steps_in_when_stuck_drives_then_hands_back():
     assert engaged[:3] == [False] * 3 and any(engaged), engaged
     first = engaged.index(True)
     assert answers[first].events == ["takeover"]
+    assert answers[first].reason == "stalled" and not any(a.reason for a in answers[first + 1:first + 3]), \
+        "the reason comes with the takeover, once (the teleop node counts them)"
     assert np.linalg.norm(answers[first].twist[:3]) > 0, "the expert's command while engaged"
     assert not answers[first - 1].twist.any() and answers[first - 1].grip == -1.0, "released: zero, open"
     assert "release" in sum((a.events for a in answers[first + 1:]), [])

@@ -79,6 +79,7 @@ class TeleopNode(Node):
         self.engaged_steps: list[float] = []  # obs stamps answered while engaged
         self.takeovers = 0
         self.releases = 0
+        self.takeover_reasons: dict[str, int] = {}  # why the rule stepped in, counted
 
         self.required = [C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES, C.TASK_STATUS]
         for topic in self.required:
@@ -120,6 +121,8 @@ class TeleopNode(Node):
             self._event(e)
         if a.engaged:
             self.engaged_steps.append(t)
+        if a.reason:
+            self.takeover_reasons[a.reason] = self.takeover_reasons.get(a.reason, 0) + 1
         self.answer = (a.engaged, a.twist, a.grip, t)
         self._publish_answer()
 
@@ -208,7 +211,8 @@ class TeleopNode(Node):
             self.session.close()  # a keyboard gets its terminal back
             summary = self.session.summary()
         else:
-            summary = {"takeovers": self.takeovers, "releases": self.releases, "engaged_stamps": self.engaged_steps}
+            summary = {"takeovers": self.takeovers, "releases": self.releases, "engaged_stamps": self.engaged_steps,
+                       "takeover_reasons": self.takeover_reasons}
         (self.run_dir / "teleop_summary.json").write_text(json.dumps(summary))
 
 

@@ -20,6 +20,7 @@ class Answer:
     grip: float  # closing command in [-1, 1] (open while released)
     events: list = field(default_factory=list)  # "takeover" / "release", in order
     action: np.ndarray | None = None  # the expert's normalised action while engaged (ROS-free drivers)
+    reason: str = ""  # on a takeover: why the rule stepped in (stalled | regressing | leaving)
 
 
 class ScriptedHuman:
@@ -55,5 +56,5 @@ class ScriptedHuman:
             events.append("takeover" if engaged else "release")
         if engaged:
             twist, grip = self.spec.to_command(action)
-            return Answer(True, twist, grip, events, action)
+            return Answer(True, twist, grip, events, action, self.rule.reason if not was else "")
         return Answer(False, np.zeros(6), -1.0, events)
