@@ -43,10 +43,10 @@ def onnx_policy(chunk_vx, grip=-1.0, n_obj=7) -> bytes:
 class Recorder:
     """The core's outputs, as the node would publish them."""
 
-    def __init__(self, listening=True, teleop=False):
+    def __init__(self, listening=True, teleop=False, arm=True):
         self.commands, self.transitions, self.eval_flags, self.logs = [], [], [], []
         self.t = 0.0
-        self.listening, self.teleop = listening, teleop
+        self.listening, self.teleop, self.arm = listening, teleop, arm
 
     def command(self, twist, grip, stamp):
         self.commands.append((np.asarray(twist).copy(), float(grip), stamp))
@@ -68,6 +68,9 @@ class Recorder:
 
     def teleop_present(self):
         return self.teleop
+
+    def arm_listening(self):
+        return self.arm
 
 
 def observation(t, episode=0, step=0, done=False, success=False, ee=(0.5, 0.0, 0.2), nan=False):
@@ -187,6 +190,19 @@ def test_policy_error_holds_and_keeps_the_grip(tmp_path):
     twist, grip, _ = io.commands[-1]
     assert twist.tolist() == [0.0] * 6 and grip == 1.0, "a fault must never drop what the robot holds"
     assert core.hold_reasons.get("policy error") == 1
+
+
+def test_the_robot_actor_takes_no_step_until_its_commands_have_a_taker(tmp_path):
+    """On the robot (timer trigger) a tick whose command nobody takes (the adapter or Servo not yet
+    discovered) would be logged as executed while the arm stood still: it holds instead."""
+    core, io = make(tmp_path, trigger="timer")
+    io.arm = False
+    Sim(core, io).step()  # a complete, fresh observation
+    core.timer()
+    assert core.hold_reasons.get("no one takes command/twist yet", 0) >= 1 and core.log is None, core.hold_reasons
+    io.arm = True
+    core.timer()
+    assert core.log is not None, "acts (and logs) once the arm listens"
 
 
 def test_startup_holds_pass_the_filter(tmp_path):

@@ -286,3 +286,34 @@ def test_servo_speed_units_estop_and_joint_state_gripper(tmp_path):
     finally:
         stop_process(proc)
         world.close()
+
+
+def test_command_twist_is_taken_only_once_servo_listens(tmp_path):
+    """The actor acts only while command/twist has a taker; the adapter becomes that taker only
+    once its Servo topic has a subscriber, so no step is logged as executed into the void."""
+    from geometry_msgs.msg import TwistStamped
+    from sensor_msgs.msg import JointState
+
+    from robot_rl import contract as C
+    from robot_rl.nodes.ros import qos
+
+    world = ActorAndArm("/servo_c/unused", JointState, "/hand_c/unused")  # not the adapter's topics
+    log = tmp_path / "adapter_c.log"
+    proc = spawn_node("robot_rl.nodes.command_adapter", log, {"servo.topic": "/servo_c/delta_twist_cmds"})
+    try:
+        deadline = time.monotonic() + 20
+        while world.node.count_publishers("/servo_c/delta_twist_cmds") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert world.node.count_publishers("/servo_c/delta_twist_cmds") == 1, log.read_text()[-2000:]
+        time.sleep(1.0)  # up, matched to us on its other topics, and still no Servo
+        assert world.node.count_subscribers("command/twist") == 0
+        servo = []
+        world.node.create_subscription(TwistStamped, "/servo_c/delta_twist_cmds", servo.append, qos(C.Qos(10)))
+        deadline = time.monotonic() + 10
+        while world.node.count_subscribers("command/twist") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert world.node.count_subscribers("command/twist") == 1, log.read_text()[-2000:]
+        assert "taking command/twist" in log.read_text()
+    finally:
+        assert stop_process(proc) == 0
+        world.close()

@@ -162,6 +162,7 @@ class RobotStandIn(SpunNode):
     def __init__(self):
         super().__init__("robot_stand_in")
         self.pubs = {t: publisher(self.node, t) for t in (C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES)}
+        self.commands = subscription(self.node, C.COMMAND_TWIST, lambda m: None)  # the arm takes commands
         self.node.create_timer(1 / 30, self._publish)
         self.start()
 
@@ -250,6 +251,9 @@ class _IO:
         return False
 
     def teleop_present(self):
+        return True
+
+    def arm_listening(self):
         return True
 
 

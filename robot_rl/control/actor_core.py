@@ -97,6 +97,7 @@ class ActorIO(Protocol):
     def now(self) -> float: ...  # the node clock (sim time in sim), seconds
     def learner_listening(self) -> bool: ...
     def teleop_present(self) -> bool: ...
+    def arm_listening(self) -> bool: ...  # someone takes command/twist (the adapter, once Servo is matched)
 
 
 class ActorCore:
@@ -310,6 +311,11 @@ class ActorCore:
 
     def timer(self) -> None:
         """Robot: one tick on the wall clock with the newest message of each topic."""
+        if not self.io.arm_listening():
+            # Not a step: a command nobody takes would be logged as executed while the arm stood
+            # still (DDS discovery of adapter -> Servo can take seconds on a loaded machine).
+            self._hold("no one takes command/twist yet")
+            return
         now = self.io.now()
         missing = [t for t in self.required if t not in self.latest]
         if missing:

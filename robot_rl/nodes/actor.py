@@ -85,6 +85,9 @@ class ActorNode(Node):
     def teleop_present(self) -> bool:
         return self.count_publishers(C.TELEOP_TWIST) > 0
 
+    def arm_listening(self) -> bool:
+        return self.count_subscribers(C.COMMAND_TWIST) > 0
+
     # callbacks of its own
     def _on_clear_estop(self, _request, response):
         response.success, response.message = self.core.clear_estop()

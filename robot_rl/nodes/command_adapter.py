@@ -38,7 +38,9 @@ class CommandAdapterNode(Node):
         elif g.interface == "joint_state":
             self.pub_grip = self.create_publisher(JointState, g.topic, _driver_qos(g.reliability))
         self.pub_diag = publisher(self, C.DIAGNOSTICS)
-        subscription(self, C.COMMAND_TWIST, self._on_twist)
+        # command/twist is taken only once Servo is matched: the actor acts (and logs steps as
+        # executed) only while command/twist has a taker, so that taker must reach the arm.
+        self.sub_twist = None
         subscription(self, C.COMMAND_GRIPPER, self._on_gripper)
         subscription(self, C.ESTOP, self._on_estop)
         # Wall clock: the watchdog must fire when everything else (sim time included) stands still.
@@ -62,6 +64,9 @@ class CommandAdapterNode(Node):
             self.get_logger().error(self.core.watchdog.last_error, throttle_duration_sec=1.0)
 
     def _on_watchdog(self) -> None:
+        if self.sub_twist is None and self.pub_servo.get_subscription_count() > 0:
+            self.sub_twist = subscription(self, C.COMMAND_TWIST, self._on_twist)
+            self.get_logger().info(f"{self.s.servo.topic} has a subscriber: taking command/twist")
         self._send(self.core.tick(time.monotonic()))
 
     def _on_estop(self, msg) -> None:
