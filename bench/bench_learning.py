@@ -14,9 +14,15 @@ LABEL, so variants of one kind compare on the same demos; the plot adds cycle ti
 the successful evaluation episodes) and, from 2 seeds on, the rliable-style IQM with a bootstrap
 interval over seeds (docs/learner.md "From sloppy demos"):
 
-    PYTHONPATH=. python bench/bench_learning.py --task pick_cube --operator sloppy --seeds 0,1 \
-        --kinds flow_qf=flow:bench/configs/sloppy.yaml,flow,bc,sac --config bench/configs/small.yaml \
-        --env-steps 10000 --utd 2 --eval-episodes 20 --expert-cycle 23.6 --out bench/out/learning_sloppy
+    PYTHONPATH=. python bench/bench_learning.py --task pick_cube --operator sloppy --seeds 0,1,2 \
+        --kinds recipe=flow:bench/configs/sloppy.yaml --env-steps 10000 --eval-episodes 20 \
+        --expert-cycle 23.6 --jobs 2 --out bench/out/learning_sloppy
+
+(--utd would override the recipe's own UTD 6: run the baselines separately, `--kinds bc,flow
+--config bench/configs/small.yaml --utd 2`, into the same --out, then re-plot them together.)
+Twenty evaluation episodes reuse the same start states at every point; `--heldout N` then scores
+each finished run's final policy on N other start states (seeds 50000...), the same for every
+run, into OUT/<task>/heldout.csv.
 
 With the sim graph's scripted human stepping in (a config with `takeover:`; CONFIG may join files
 with "+"), the plot adds the intervention rate (docs/learner.md "Interventions: demos or advice"):
@@ -70,6 +76,35 @@ def run_one(args, label: str, seed: int) -> str:
     with open(os.path.join(out, "log.txt"), "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     return out
+
+
+HELDOUT_SEED = 50_000  # far from the runs' evaluation seeds (seed + 10000 + i)
+
+
+def score_heldout(args, kinds, seeds) -> None:
+    """Each finished run's final agent.pt on args.heldout start states no evaluation of any run
+    saw: success and cycle time, printed and written to OUT/<task>/heldout.csv."""
+    from robot_rl import twin
+    from robot_rl.learn.agent import load_agent
+    from robot_rl.training.pretrain import evaluate
+
+    cameras = tuple(c for c in args.cameras.split(",") if c)
+    path = os.path.join(args.out, args.task, "heldout.csv")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["kind", "seed", "episodes", "success_rate", "cycle_steps"])
+        for kind in kinds:
+            for seed in seeds:
+                ckpt = os.path.join(args.out, args.task, f"{kind}_s{seed}", "agent.pt")
+                if not os.path.exists(ckpt):
+                    continue
+                env = twin.make_env(args.task, cameras=cameras, image_size=args.image_size, seed=seed)
+                success, _, cycle = evaluate(env, load_agent(ckpt, device="cpu"), args.heldout, HELDOUT_SEED)
+                env.close()
+                w.writerow([kind, seed, args.heldout, f"{success:.3f}", f"{cycle:.2f}"])
+                print(f"{kind} s{seed}: held-out {args.heldout} episodes, success {success:.2f}, "
+                      f"cycle {cycle:.1f} steps", flush=True)
+    print("wrote", path)
 
 
 def read_curve(path: str, every: int, column: str = "success_rate") -> dict:
@@ -138,6 +173,8 @@ def main():
                     help="the expert's steps per successful episode: drawn (x1 and x1.3) on the cycle-time panel")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--heldout", type=int, default=0,
+                    help="then score each run's final policy on this many held-out start states (0 = off)")
     ap.add_argument("--out", default="bench/out/learning")
     args = ap.parse_args()
     args.variants = parse_kinds(args.kinds, args.config)
@@ -224,6 +261,8 @@ def main():
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     print("wrote", png, "and", summary_path)
+    if args.heldout > 0:
+        score_heldout(args, kinds, seeds)
 
 
 if __name__ == "__main__":
