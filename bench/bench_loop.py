@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,15 +20,20 @@ import numpy as np
 import zarr
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere, like the graph it starts (cwd=ROOT)
+from robot_rl.ros_domain import free_domain  # noqa: E402
 
 
-def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> subprocess.Popen:
+def run_seed(seed: int, steps: int, out: Path, extra: list[str], domain: int) -> subprocess.Popen:
+    """One seed's graph on ROS domain `domain`: graphs running at once (--parallel) need one each,
+    or `robot-rl sim` refuses to start next to another graph's nodes."""
     run_dir = out / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # an existing store would be appended to
     cmd = [sys.executable, "-m", "robot_rl.cli", "sim", "--task", "pick_cube", "--seed", str(seed),
            "--steps", str(steps), "--run-dir", str(run_dir)] + extra
     log = open(out / f"seed{seed}.out", "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
 
 def curves(run_dir: Path, bucket: int) -> dict:
@@ -68,7 +74,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results, walls = {}, {}
     pending = list(args.seeds)
-    running: dict[int, tuple[subprocess.Popen, float]] = {}
+    running: dict[int, tuple[subprocess.Popen, float, int]] = {}  # seed -> (process, start, domain)
     if args.plot_only:
         for s in pending:
             results[s] = curves(out / f"seed{s}", args.bucket)
@@ -77,8 +83,10 @@ def main(argv=None) -> int:
     while pending or running:
         while pending and len(running) < args.parallel:
             s = pending.pop(0)
-            running[s] = (run_seed(s, args.steps, out, extra), time.monotonic())
-        for s, (p, t0) in list(running.items()):
+            # a domain no running graph holds (its ports may not be bound yet: exclude by hand)
+            domain = free_domain(exclude=[d for _, _, d in running.values()])
+            running[s] = (run_seed(s, args.steps, out, extra, domain), time.monotonic(), domain)
+        for s, (p, t0, _) in list(running.items()):
             if p.poll() is not None:
                 walls[s] = time.monotonic() - t0
                 del running[s]
