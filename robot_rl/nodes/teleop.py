@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,7 @@ class TeleopNode(Node):
         self.engaged_steps: list[float] = []  # obs stamps answered while engaged
         self.takeovers = 0
         self.releases = 0
-        self.takeover_reasons: dict[str, int] = {}  # why the rule stepped in, counted
+        self.takeover_reasons: Counter = Counter()  # why the rule stepped in
 
         self.required = [C.JOINT_STATES, C.EE_POSE, C.OBJECT_POSES, C.TASK_STATUS]
         for topic in self.required:
@@ -122,7 +123,7 @@ class TeleopNode(Node):
         if a.engaged:
             self.engaged_steps.append(t)
         if a.reason:
-            self.takeover_reasons[a.reason] = self.takeover_reasons.get(a.reason, 0) + 1
+            self.takeover_reasons[a.reason] += 1
         self.answer = (a.engaged, a.twist, a.grip, t)
         self._publish_answer()
 
